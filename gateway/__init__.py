@@ -1,0 +1,1 @@
+"""Modelgate: a model-serving gateway for the Open Inference Protocol."""

@@ -1,0 +1,218 @@
+"""Dynamic batching: concurrent requests to one model version merged into one backend run.
+
+Requests with equal batch keys (same input names, dtypes and non-batch dimensions, same parameters)
+are concatenated along the batch dimension, run once, and the outputs are sliced back by rows, in
+order. With `max_queue_delay_ns` = 0 a batch holds whatever queued while the previous run was busy,
+so a lone request never waits; a positive delay lets the head of the queue wait that long for
+others.
+
+Threads: the queue, the timers and every future belong to the event loop; only `_execute` runs in
+the worker pool, and it touches nothing but the items handed to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+from collections import deque
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from time import perf_counter_ns
+
+import numpy as np
+
+RunFn = Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]
+
+
+class BatchError(Exception):
+    """The backend run failed; every request of the batch receives it."""
+
+
+@dataclass(slots=True)
+class Timing:
+    """Nanosecond durations of one request's trip through the batcher."""
+
+    queue_ns: int = 0
+    compute_input_ns: int = 0
+    compute_infer_ns: int = 0
+    compute_output_ns: int = 0
+    batch_size: int = 0  # rows in the run this request was part of
+
+
+@dataclass(slots=True)
+class _Pending:
+    feeds: Mapping[str, np.ndarray]
+    rows: int
+    key: Hashable
+    future: asyncio.Future[tuple[list[np.ndarray], Timing]]
+    enqueued_ns: int
+    deadline: float  # loop time after which it must be dispatched
+
+
+class DynamicBatcher:
+    def __init__(
+        self,
+        run: RunFn,
+        *,
+        name: str,
+        max_batch_size: int,
+        max_queue_delay_ns: int,
+        instances: int,
+        on_batch: Callable[[Timing], None],
+    ) -> None:
+        # set at construction, read-only afterwards
+        self._run = run
+        self._max_rows = max_batch_size  # 0: one request per run
+        self._delay_s = max_queue_delay_ns / 1e9
+        self._instances = instances
+        self._on_batch = on_batch
+        self._executor = concurrent.futures.ThreadPoolExecutor(instances, thread_name_prefix=name)
+        # event-loop state
+        self._queue: deque[_Pending] = deque()
+        self._running: set[asyncio.Future[list[tuple[list[np.ndarray], Timing]]]] = set()
+        self._dispatch_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def submit(
+        self, feeds: Mapping[str, np.ndarray], rows: int, key: Hashable
+    ) -> asyncio.Future[tuple[list[np.ndarray], Timing]]:
+        """Queue one request; the future gives its outputs (in backend order) and timing, or
+        raises BatchError. Cancelling the future drops the request if it has not run yet."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[list[np.ndarray], Timing]] = loop.create_future()
+        now = loop.time()
+        self._queue.append(
+            _Pending(feeds, rows, key, future, perf_counter_ns(), now + self._delay_s)
+        )
+        if not self._dispatch_scheduled and len(self._running) < self._instances:
+            # call_soon, not a direct call: requests decoded in this loop pass may join the batch
+            self._dispatch_scheduled = True
+            loop.call_soon(self._dispatch)
+        return future
+
+    def _dispatch(self) -> None:
+        self._dispatch_scheduled = False
+        loop = asyncio.get_running_loop()
+        while self._queue and len(self._running) < self._instances:
+            head = self._queue[0]
+            if head.future.done():  # cancelled by a client that went away
+                self._queue.popleft()
+                continue
+            if self._delay_s and loop.time() < head.deadline and not self._full(head.key):
+                if self._timer is None:
+                    self._timer = loop.call_at(head.deadline, self._on_timer)
+                return
+            batch = self._take(head.key)
+            running = loop.run_in_executor(self._executor, self._execute, batch)
+            self._running.add(running)
+            running.add_done_callback(lambda done, batch=batch: self._finish(done, batch))
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _full(self, key: Hashable) -> bool:
+        if not self._max_rows:
+            return True
+        rows = 0
+        for pending in self._queue:
+            if pending.key == key and not pending.future.done():
+                rows += pending.rows
+                if rows >= self._max_rows:
+                    return True
+        return False
+
+    def _take(self, key: Hashable) -> list[_Pending]:
+        """Remove and return the oldest queued requests with `key` that fit one batch; requests
+        with other keys keep their places."""
+        batch: list[_Pending] = []
+        kept: deque[_Pending] = deque()
+        rows = 0
+        while self._queue:
+            pending = self._queue.popleft()
+            if pending.future.done():
+                continue
+            fits = not batch or (self._max_rows and rows + pending.rows <= self._max_rows)
+            if pending.key != key or not fits:
+                kept.append(pending)
+                continue
+            batch.append(pending)
+            rows += pending.rows
+            if not self._max_rows or rows >= self._max_rows:
+                break
+        kept.extend(self._queue)
+        self._queue = kept
+        return batch
+
+    def _execute(self, batch: list[_Pending]) -> list[tuple[list[np.ndarray], Timing]]:
+        """Worker thread: concatenate, run, slice back. Touches only `batch`."""
+        begin = perf_counter_ns()
+        if len(batch) == 1:
+            feeds = batch[0].feeds
+        else:
+            feeds = {
+                name: np.concatenate([p.feeds[name] for p in batch]) for name in batch[0].feeds
+            }
+        ran = perf_counter_ns()
+        try:
+            outputs = self._run(feeds)
+        except Exception as error:  # any backend failure fails this batch, never the batcher
+            raise BatchError(str(error)) from error
+        finished = perf_counter_ns()
+        rows = sum(p.rows for p in batch)
+        results: list[tuple[list[np.ndarray], Timing]] = []
+        if len(batch) == 1:
+            parts = [outputs]
+        else:
+            for output in outputs:
+                if output.ndim == 0 or output.shape[0] != rows:
+                    raise BatchError(
+                        f"an output of shape {list(output.shape)} cannot be split into {rows} rows"
+                    )
+            offsets = np.cumsum([0] + [p.rows for p in batch])
+            parts = [[o[a:b] for o in outputs] for a, b in itertools.pairwise(offsets)]
+        sliced = perf_counter_ns()
+        for pending, part in zip(batch, parts, strict=True):
+            timing = Timing(
+                queue_ns=begin - pending.enqueued_ns,
+                compute_input_ns=ran - begin,
+                compute_infer_ns=finished - ran,
+                compute_output_ns=sliced - finished,
+                batch_size=rows,
+            )
+            results.append((part, timing))
+        return results
+
+    def _finish(
+        self,
+        done: asyncio.Future[list[tuple[list[np.ndarray], Timing]]],
+        batch: list[_Pending],
+    ) -> None:
+        self._running.discard(done)
+        error = done.exception()
+        if error is None:
+            results = done.result()
+            self._on_batch(results[0][1])
+            for pending, result in zip(batch, results, strict=True):
+                if not pending.future.done():
+                    pending.future.set_result(result)
+        else:
+            failure = error if isinstance(error, BatchError) else BatchError(str(error))
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(failure)
+        if self._queue:
+            self._dispatch()
+
+    async def close(self) -> None:
+        """Let running batches finish, fail what is still queued, and stop the workers."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._running:
+            await asyncio.wait(self._running)
+        while self._queue:
+            pending = self._queue.popleft()
+            if not pending.future.done():
+                pending.future.set_exception(BatchError("the model is being unloaded"))
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,141 @@
+"""Configuration: typed sections read from a TOML file, every key with a default.
+
+A key the code does not know, or a value of the wrong type, is a ConfigError naming it, so a typo
+in a config file fails at start-up instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Per model: `[model_defaults]` in the server config, overridden by `<model>/config.toml`."""
+
+    max_batch_size: int = 64  # rows per ONNX Runtime run; 0 turns dynamic batching off
+    max_queue_delay_us: int = 0  # how long a request may wait for others to join its batch
+    instances: int = 1  # runs of one version that may execute at once (worker threads)
+    intra_op_threads: int = 1  # ONNX Runtime threads inside one operator
+    inter_op_threads: int = 1  # ONNX Runtime threads across operators
+    warmup_file: str = ""  # JSON of sample inputs ({input: rows}), relative to the model folder
+    warmup_samples: int = 1  # samples generated from the metadata when there is no warmup_file
+    shapes: dict[str, list[int]] = field(default_factory=dict)  # tensor name -> declared shape
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_queue_delay_us", "warmup_samples"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0")
+        for name in ("instances", "intra_op_threads", "inter_op_threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1")
+        for tensor, shape in self.shapes.items():
+            if not isinstance(shape, list) or not all(
+                isinstance(d, int) and d >= -1 for d in shape
+            ):
+                raise ConfigError(f"shapes.{tensor} must be a list of integers >= -1")
+
+
+@dataclass(frozen=True)
+class TracingConfig:
+    exporter: str = "off"  # off | console | otlp
+    otlp_endpoint: str = "http://127.0.0.1:4317"  # OTLP/gRPC collector, when exporter = otlp
+    service_name: str = "modelgate"
+    sample_ratio: float = 1.0  # share of requests traced
+
+    def __post_init__(self) -> None:
+        if self.exporter not in ("off", "console", "otlp"):
+            raise ConfigError(
+                f"tracing.exporter must be off, console or otlp, not {self.exporter!r}"
+            )
+        if not 0.0 <= self.sample_ratio <= 1.0:
+            raise ConfigError("tracing.sample_ratio must lie in [0, 1]")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    repository: str = "examples/models"  # folder of <model>/<version>/model.onnx
+    host: str = "0.0.0.0"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    max_request_bytes: int = 64 * 1024 * 1024  # larger bodies are refused (HTTP 413)
+    strict_readiness: bool = True  # ready only when every model in the repository is ready
+    access_log: bool = False  # one JSON line per request on the `modelgate.access` logger
+    log_level: str = "info"
+    tracing: TracingConfig = field(default_factory=TracingConfig)
+    model_defaults: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("http_port", "grpc_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"{name} must be a port number")
+        if self.max_request_bytes < 1:
+            raise ConfigError("max_request_bytes must be >= 1")
+
+
+T = TypeVar("T")
+
+
+def from_mapping(cls: type[T], data: dict[str, Any], where: str, base: T | None = None) -> T:
+    """Build dataclass `cls` from `data`, starting from `base` (or the defaults); nested
+    dataclass fields take nested tables. Raises ConfigError for unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(known))})")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: '{key}' must be a table")
+            nested_base = getattr(base, key) if base is not None else None
+            values[key] = from_mapping(hint, value, f"{where}.{key}", nested_base)  # type: ignore[arg-type]
+        else:
+            values[key] = _checked(value, hint, f"{where}: '{key}'")
+    try:
+        return dataclasses.replace(base, **values) if base is not None else cls(**values)  # type: ignore[type-var]
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _checked(value: Any, hint: Any, what: str) -> Any:
+    origin = typing.get_origin(hint) or hint
+    if origin is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if origin in (types.UnionType, typing.Union):
+        origin = typing.get_args(hint)[0]
+    wrong = not isinstance(value, origin) or (isinstance(value, bool) and origin is not bool)
+    if wrong:
+        raise ConfigError(f"{what} must be {origin.__name__}, not {type(value).__name__}")
+    return value
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def load_server_config(path: Path | None, **overrides: Any) -> ServerConfig:
+    """The server config from `path` (or defaults), then the command-line overrides that are
+    not None."""
+    config = ServerConfig()
+    if path is not None:
+        config = from_mapping(ServerConfig, read_toml(path), str(path), config)
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return from_mapping(ServerConfig, given, "command line", config) if given else config

@@ -1,0 +1,95 @@
+"""Prometheus exposition of the per-version statistics, with Triton's metric names.
+
+A collector reads `VersionStats` at scrape time, so the request path updates plain integers and
+pays nothing for Prometheus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway.statistics import LATENCY_BUCKETS, Duration, VersionStats
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LABELS = ("model", "version")
+
+StatsSource = Callable[[], Iterable[tuple[str, str, VersionStats]]]
+
+
+class StatsCollector(Collector):
+    def __init__(self, source: StatsSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        def counter(name: str, doc: str) -> _TritonCounter:
+            return _TritonCounter(name, doc)
+
+        success = counter("nv_inference_request_success", "Successful inference requests")
+        failure = counter("nv_inference_request_failure", "Failed inference requests")
+        count = counter("nv_inference_count", "Inferences performed (a batch of N counts N)")
+        executions = counter("nv_inference_exec_count", "Backend runs (batches) executed")
+        durations: list[tuple[_TritonCounter, Callable[[VersionStats], Duration]]] = [
+            (counter("nv_inference_request_duration_us", "Cumulative request duration (µs)"),
+             lambda s: s.success),
+            (counter("nv_inference_queue_duration_us", "Cumulative queue duration (µs)"),
+             lambda s: s.queue),
+            (counter("nv_inference_compute_input_duration_us", "Cumulative input time (µs)"),
+             lambda s: s.compute_input),
+            (counter("nv_inference_compute_infer_duration_us", "Cumulative compute time (µs)"),
+             lambda s: s.compute_infer),
+            (counter("nv_inference_compute_output_duration_us", "Cumulative output time (µs)"),
+             lambda s: s.compute_output),
+        ]  # fmt: skip
+        latency = HistogramMetricFamily(
+            "modelgate_inference_request_duration_seconds",
+            "Request latency inside the gateway, successes and failures",
+            labels=_LABELS,
+        )
+        for model, version, stats in self._source():
+            labels = [model, version]
+            success.add_metric(labels, stats.success.count)
+            failure.add_metric(labels, stats.fail.count)
+            count.add_metric(labels, stats.inference_count)
+            executions.add_metric(labels, stats.execution_count)
+            for family, pick in durations:
+                family.add_metric(labels, pick(stats).ns / 1000)
+            cumulative, buckets = 0, []
+            for bound, hits in zip(
+                (*LATENCY_BUCKETS, float("inf")), stats.latency_buckets, strict=True
+            ):
+                cumulative += hits
+                buckets.append((_bound_label(bound), cumulative))
+            total_ns = stats.success.ns + stats.fail.ns
+            latency.add_metric(labels, buckets, total_ns / 1e9)
+        yield from (success, failure, count, executions, *(f for f, _ in durations), latency)
+
+
+class _TritonCounter(Metric):
+    """A monotonic count named exactly as Triton names it, so Triton dashboards work unchanged.
+
+    prometheus_client appends `_total` to every metric typed "counter" (OpenMetrics' rule), which
+    would rename it; so it is exposed untyped, which PromQL's rate() and increase() accept."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        super().__init__(name, documentation, "unknown")
+
+    def add_metric(self, labels: list[str], value: float) -> None:
+        self.add_sample(self.name, dict(zip(_LABELS, labels, strict=True)), value)
+
+
+def _bound_label(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+def make_registry(source: StatsSource) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsCollector(source))
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

@@ -1,0 +1,347 @@
+"""The request path: one object that both transports call.
+
+    resolve(model, version) -> decode -> check_request -> adapt -> batcher -> respond -> encode
+
+Transports hand in their codec's decode and encode so that timing, statistics, tracing and error
+accounting happen here, once, for HTTP and gRPC alike.
+
+State by lifetime:
+- per service (event loop): the model table, the readiness flag, the tracer;
+- per version: backend and batcher (whose worker threads only see batches), statistics (event
+  loop only);
+- per request: locals of `infer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from importlib.metadata import version as package_version
+from pathlib import Path
+from time import perf_counter_ns
+from typing import Any, TypeVar
+
+import numpy as np
+import orjson
+
+from gateway.backends.base import Backend
+from gateway.backends.onnx import OnnxBackend
+from gateway.batching import BatchError, DynamicBatcher
+from gateway.config import ModelConfig, ServerConfig
+from gateway.errors import GatewayError, ModelFailure, ModelNotFound, ModelNotReady
+from gateway.protocol.datatypes import BY_NAME
+from gateway.protocol.types import InferOutput, InferRequest, InferResponse, ModelSignature
+from gateway.protocol.validation import check_request
+from gateway.repository import VersionSource, scan
+from gateway.statistics import VersionStats
+from gateway.tracing import RequestMarks, make_tracer
+
+logger = logging.getLogger("modelgate")
+
+SERVER_NAME = "modelgate"
+EXTENSIONS = (
+    "binary_tensor_data",
+    "parameters",
+    "statistics",
+    "model_repository",
+    "model_configuration",
+)
+
+Wire = TypeVar("Wire")
+Result = TypeVar("Result")
+
+
+class ModelState(enum.Enum):
+    LOADING = "LOADING"
+    READY = "READY"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """What the request path needs of a READY version, fixed at load time."""
+
+    name: str
+    version: str
+    config: ModelConfig  # max_batch_size is 0 when the signature cannot batch
+    backend: Backend
+    batcher: DynamicBatcher
+    stats: VersionStats
+    # output name -> (position in the backend's outputs, V2 datatype)
+    outputs: dict[str, tuple[int, str]]
+
+    @property
+    def signature(self) -> ModelSignature:
+        return self.backend.signature
+
+
+@dataclass
+class ModelVersion:
+    """A version found in the repository, loaded or not."""
+
+    name: str
+    version: str
+    state: ModelState = ModelState.LOADING
+    reason: str = ""
+    loaded: LoadedVersion | None = None
+
+
+class InferenceService:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.server_version = package_version("modelgate")
+        self._models: dict[str, dict[str, ModelVersion]] = {}
+        self._loaded = False
+        self._tracer = make_tracer(config.tracing)
+
+    # ---- control: loading ---------------------------------------------------------------
+
+    async def load_repository(self, root: Path) -> None:
+        """Load every version under `root`; a version that fails is marked UNAVAILABLE with the
+        reason and the others load regardless."""
+        for source in scan(root, self.config.model_defaults):
+            entry = ModelVersion(source.model, source.version)
+            self._models.setdefault(source.model, {})[source.version] = entry
+            if source.problem:
+                self._fail(entry, source.problem)
+                continue
+            try:
+                backend = await asyncio.to_thread(_load_and_warm_up, source)
+            except Exception as error:  # any load failure is reported per version, not fatal
+                self._fail(entry, f"{type(error).__name__}: {error}")
+                continue
+            entry.loaded = _serve(source, backend)
+            entry.state = ModelState.READY
+            logger.info("loaded %s version %s", source.model, source.version)
+        self._loaded = True
+
+    @staticmethod
+    def _fail(entry: ModelVersion, reason: str) -> None:
+        entry.state = ModelState.UNAVAILABLE
+        entry.reason = reason
+        logger.error("cannot load %s version %s: %s", entry.name, entry.version, reason)
+
+    async def close(self) -> None:
+        for loaded in self.loaded_versions():
+            await loaded.batcher.close()
+            loaded.backend.close()
+        if self._tracer is not None:
+            self._tracer.shutdown()
+
+    # ---- the request path ---------------------------------------------------------------
+
+    async def infer(
+        self,
+        model: str,
+        version: str | None,
+        decode: Callable[[], tuple[InferRequest, Wire]],
+        encode: Callable[[InferResponse, Wire], Result],
+    ) -> Result:
+        started = perf_counter_ns()
+        target = self.resolve(model, version)
+        try:
+            request, wire = decode()
+            decoded = perf_counter_ns()
+            checked = check_request(request, target.signature, target.config.max_batch_size)
+            feeds = target.backend.adapt(checked.feeds)
+            try:
+                outputs, timing = await target.batcher.submit(
+                    feeds, checked.rows, checked.batch_key
+                )
+            except BatchError as error:
+                raise ModelFailure(model, target.version, str(error)) from None
+            inferred = perf_counter_ns()
+            chosen = [(name, *target.outputs[name]) for name in checked.output_names]
+            response = InferResponse(
+                model_name=target.name,
+                model_version=target.version,
+                outputs=[InferOutput(name, dt, outputs[i]) for name, i, dt in chosen],
+                id=request.id,
+            )
+            result = encode(response, wire)
+        except GatewayError:
+            target.stats.record_failure(perf_counter_ns() - started)
+            raise
+        encoded = perf_counter_ns()
+        target.stats.record_success(encoded - started, checked.rows, timing)
+        if self._tracer is not None:
+            marks = RequestMarks(started, decoded, inferred, encoded)
+            self._tracer.record(target.name, target.version, request.id, marks, timing)
+        return result
+
+    def resolve(self, model: str, version: str | None = None) -> LoadedVersion:
+        """The version that serves `model` (the highest READY one when `version` is None).
+        Raises ModelNotFound, or ModelNotReady when it exists but cannot serve."""
+        versions = self._models.get(model)
+        if not versions:
+            raise ModelNotFound(model)
+        if version:
+            entry = versions.get(version)
+            if entry is None:
+                raise ModelNotFound(model, version)
+        else:
+            ready = [v for v in versions.values() if v.state is ModelState.READY]
+            if not ready:
+                newest = max(versions.values(), key=lambda v: int(v.version or 0))
+                raise ModelNotReady(model, newest.version, newest.state.value)
+            entry = max(ready, key=lambda v: int(v.version))
+        if entry.loaded is None:
+            raise ModelNotReady(model, entry.version, entry.state.value)
+        return entry.loaded
+
+    # ---- health and metadata ------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        if not self._loaded:
+            return False
+        if not self.config.strict_readiness:
+            return True
+        return all(v.state is ModelState.READY for vs in self._models.values() for v in vs.values())
+
+    def model_ready(self, model: str, version: str | None = None) -> bool:
+        try:
+            self.resolve(model, version)
+        except ModelNotReady:
+            return False
+        return True
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": self.server_version, "extensions": list(EXTENSIONS)}
+
+    def model_metadata(self, model: str, version: str | None = None) -> dict[str, Any]:
+        entry = self.resolve(model, version)
+        signature = entry.signature
+        return {
+            "name": model,
+            "versions": self._ready_versions(model) if not version else [entry.version],
+            "platform": signature.platform,
+            "inputs": [t.as_dict() for t in signature.inputs],
+            "outputs": [t.as_dict() for t in signature.outputs],
+        }
+
+    def _ready_versions(self, model: str) -> list[str]:
+        versions = self._models[model].values()
+        return sorted((v.version for v in versions if v.state is ModelState.READY), key=int)
+
+    def model_config(self, model: str, version: str | None = None) -> dict[str, Any]:
+        """The model in the JSON form of Triton's model configuration extension."""
+        entry = self.resolve(model, version)
+        batching = entry.config.max_batch_size > 0
+
+        def tensor(t: Any) -> dict[str, Any]:
+            type_name = "STRING" if t.datatype == "BYTES" else t.datatype
+            dims = list(t.shape[1:] if batching else t.shape)
+            return {"name": t.name, "data_type": f"TYPE_{type_name}", "dims": dims}
+
+        config: dict[str, Any] = {
+            "name": model,
+            "platform": entry.signature.platform,
+            "backend": "onnxruntime",
+            "max_batch_size": entry.config.max_batch_size,
+            "input": [tensor(t) for t in entry.signature.inputs],
+            "output": [tensor(t) for t in entry.signature.outputs],
+            "instance_group": [{"count": entry.config.instances, "kind": "KIND_CPU"}],
+        }
+        if batching:
+            config["dynamic_batching"] = {
+                "max_queue_delay_microseconds": entry.config.max_queue_delay_us
+            }
+        return config
+
+    def repository_index(self, ready_only: bool = False) -> list[dict[str, str]]:
+        index = []
+        for name in sorted(self._models):
+            for entry in self._models[name].values():
+                if ready_only and entry.state is not ModelState.READY:
+                    continue
+                index.append(
+                    {
+                        "name": name,
+                        "version": entry.version,
+                        "state": entry.state.value,
+                        "reason": entry.reason,
+                    }
+                )
+        return index
+
+    def statistics(self, model: str = "", version: str | None = None) -> list[dict[str, Any]]:
+        """Triton statistics-extension entries: one version, every version of a model, or all."""
+        if model:
+            versions = self._models.get(model)
+            if not versions or (version and version not in versions):
+                raise ModelNotFound(model, version or None)
+            chosen = [versions[version]] if version else list(versions.values())
+        else:
+            chosen = [v for vs in self._models.values() for v in vs.values()]
+        return [v.loaded.stats.as_triton_dict(v.name, v.version) for v in chosen if v.loaded]
+
+    def loaded_versions(self) -> list[LoadedVersion]:
+        return [v.loaded for vs in self._models.values() for v in vs.values() if v.loaded]
+
+
+def _batchable(signature: ModelSignature) -> bool:
+    """Batching needs a dynamic first dimension on every input and output to merge and split."""
+    return all(t.shape and t.shape[0] == -1 for t in (*signature.inputs, *signature.outputs))
+
+
+def _serve(source: VersionSource, backend: Backend) -> LoadedVersion:
+    signature = backend.signature
+    config = source.config
+    if not _batchable(signature):
+        config = replace(config, max_batch_size=0)
+    stats = VersionStats()
+    batcher = DynamicBatcher(
+        backend.run,
+        name=f"{source.model}-{source.version}",
+        max_batch_size=config.max_batch_size,
+        max_queue_delay_ns=config.max_queue_delay_us * 1000,
+        instances=config.instances,
+        on_batch=stats.record_batch,
+    )
+    outputs = {t.name: (i, t.datatype) for i, t in enumerate(signature.outputs)}
+    return LoadedVersion(source.model, source.version, config, backend, batcher, stats, outputs)
+
+
+def _load_and_warm_up(source: VersionSource) -> Backend:
+    """Worker thread: open the session and run the warm-up samples through it, one by one and
+    then as one batch, so the first client request finds every allocation made."""
+    backend = OnnxBackend(source.model_file, source.config)
+    samples = _warmup_samples(source, backend.signature)
+    for sample in samples:
+        backend.run(backend.adapt(dict(sample)))
+    if len(samples) > 1 and _batchable(backend.signature) and source.config.max_batch_size:
+        batch = {n: np.concatenate([s[n] for s in samples]) for n in samples[0]}
+        backend.run(backend.adapt(batch))
+    return backend
+
+
+def _warmup_samples(
+    source: VersionSource, signature: ModelSignature
+) -> list[dict[str, np.ndarray]]:
+    config = source.config
+    if config.warmup_file:
+        rows_by_input = orjson.loads((source.folder.parent / config.warmup_file).read_bytes())
+        count = min(len(rows) for rows in rows_by_input.values())
+        return [
+            {
+                t.name: np.asarray([rows_by_input[t.name][i]], dtype=BY_NAME[t.datatype].dtype)
+                for t in signature.inputs
+            }
+            for i in range(count)
+        ]
+    shapes = {t.name: tuple(1 if d == -1 else d for d in t.shape) for t in signature.inputs}
+    samples = []
+    for _ in range(config.warmup_samples):
+        sample = {}
+        for t in signature.inputs:
+            datatype = BY_NAME[t.datatype]
+            if datatype.is_bytes:
+                sample[t.name] = np.full(shapes[t.name], b"", dtype=object)
+            else:
+                sample[t.name] = np.zeros(shapes[t.name], dtype=datatype.dtype)
+        samples.append(sample)
+    return samples

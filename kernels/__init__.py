@@ -1,0 +1,1 @@
+"""Numba kernels: pure functions over arrays (sketch updates, divergence measures)."""
