@@ -371,9 +371,7 @@ def main() -> None:
     build_version(2, v2, seed=2, n_rows=20_000, out_dir=args.out)
 
     warmup = warmup_rows(X1, score1)
-    (args.out / "warmup.json").write_text(
-        json.dumps({INPUT_NAME: warmup}) + "\n", encoding="ascii"
-    )
+    (args.out / "warmup.json").write_text(json.dumps({INPUT_NAME: warmup}) + "\n", encoding="ascii")
     print(f"wrote {args.out}")
 
 
