@@ -7,6 +7,7 @@ error kinds become gRPC status codes, so no method can leak UNKNOWN.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from gateway import access_log
 from gateway._proto import POOL, adopt
 from gateway._proto import inference_pb2 as pb
 from gateway._proto import inference_pb2_grpc as pb_grpc
@@ -97,10 +99,12 @@ class InferenceServicer:
 
 class _MappedErrors:
     """Stands in for a servicer at registration: each method it hands out maps GatewayError to
-    its status, and anything else to INTERNAL (logged), before gRPC sees it."""
+    its status, and anything else to INTERNAL (logged), before gRPC sees it; with the access
+    log on, it also logs each call."""
 
-    def __init__(self, servicer: object) -> None:
+    def __init__(self, servicer: object, access_logged: bool) -> None:
         self._servicer = servicer
+        self._access_logged = access_logged
 
     def __getattr__(self, name: str) -> Method:
         method: Method = getattr(self._servicer, name)
@@ -114,7 +118,18 @@ class _MappedErrors:
                 logger.exception("unhandled error in %s", name)
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
-        return mapped
+        if not self._access_logged:
+            return mapped
+
+        async def logged(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            try:
+                return await mapped(request, context)
+            finally:
+                code = context.code() or grpc.StatusCode.OK
+                access_log.record("grpc", context.peer(), name, code.name, started)
+
+        return logged
 
 
 @dataclass(frozen=True)
@@ -141,7 +156,7 @@ def create_server(service: InferenceService, address: str) -> GrpcEndpoint:
         ]
     )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        _MappedErrors(InferenceServicer(service)), server
+        _MappedErrors(InferenceServicer(service), service.config.access_log), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import access_log
 from gateway.codecs import rest
 from gateway.errors import ErrorKind, GatewayError
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -20,7 +21,6 @@ from gateway.metrics import exposition, make_registry
 from gateway.serving import InferenceService
 
 logger = logging.getLogger("modelgate")
-access_logger = logging.getLogger("modelgate.access")
 
 STATUS_BY_KIND: dict[ErrorKind, int] = {
     ErrorKind.NOT_FOUND: 404,
@@ -66,17 +66,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     response = await handler(request)
-    access_logger.info(
-        "%s",
-        rest.dumps(
-            {
-                "remote": request.remote,
-                "method": request.method,
-                "path": request.path,
-                "status": response.status,
-                "ms": round((time.perf_counter() - started) * 1000, 3),
-            }
-        ).decode(),
+    access_log.record(
+        "http", request.remote, f"{request.method} {request.path}", response.status, started
     )
     return response
 
