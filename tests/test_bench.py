@@ -1,0 +1,586 @@
+"""Unit tests for the pure parts of the bench (`gateway.bench`): percentiles, medians, the
+open- and closed-loop schedules under a fake clock, wire encoders, and the wrk / h2load output
+parsers on captured outputs. No servers, no sleeps: fast, and each can fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gateway.bench import h2load, loadgen, wrk
+from gateway.bench.cli import main
+from gateway.bench.compare import FLOOR, FLOOR_PATH, MLSERVER, Point, counterpart, summarize_rows
+from gateway.bench.model import ModelSpec, ModelSpecError, TensorSpec, random_rows, request_shape
+from gateway.bench.payloads import (
+    BINARY_HEADER,
+    build_request_set,
+    encode_grpc_raw,
+    encode_grpc_typed,
+    encode_http_binary,
+    encode_http_json,
+    grpc_frame,
+    parse_grpc_frames,
+)
+from gateway.bench.stats import RunResult, median_result, percentiles, summarize
+from tritonclient.grpc import service_pb2
+
+# --------------------------------------------------------------------------- percentiles
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("size", [1, 2, 3, 10, 999, 10_000])
+def test_percentiles_match_numpy_linear(seed: int, size: int) -> None:
+    rng = np.random.default_rng(seed)
+    # Lognormal like latencies, with ties (rounded to microseconds) like tool output.
+    values = np.round(rng.lognormal(mean=0.0, sigma=1.0, size=size), 3)
+    qs = [0.0, 1.0, 25.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0]
+    ours = percentiles(values, qs)
+    expected = np.percentile(values, qs, method="linear")
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-12)
+
+
+def test_percentiles_do_not_depend_on_input_order() -> None:
+    rng = np.random.default_rng(42)
+    values = rng.exponential(size=1001)
+    shuffled = rng.permutation(values)
+    assert percentiles(values, [50, 99.9]) == percentiles(shuffled, [50, 99.9])
+
+
+@pytest.mark.parametrize("bad", [-0.1, 100.1])
+def test_percentiles_reject_out_of_range(bad: float) -> None:
+    with pytest.raises(ValueError, match="outside"):
+        percentiles([1.0, 2.0], [bad])
+
+
+def test_percentiles_reject_empty_sample() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        percentiles([], [50])
+
+
+def test_summarize_reports_ms_and_counts_errors_in_requests() -> None:
+    latencies = np.array([0.001, 0.002, 0.003, 0.004])
+    result = summarize(latencies, errors=2, elapsed_s=2.0, concurrency=4, tool="t")
+    assert result.requests == 6
+    assert result.errors == 2
+    assert result.throughput_rps == pytest.approx(2.0)  # successes only
+    assert result.latency_ms["p50"] == pytest.approx(2.5)
+    assert result.latency_ms["max"] == pytest.approx(4.0)
+
+
+def _run(
+    rps: float, p50: float, p99: float, errors: int = 0, notes: list[str] | None = None
+) -> RunResult:
+    return RunResult(
+        concurrency=1,
+        duration_s=5.0,
+        requests=100,
+        errors=errors,
+        throughput_rps=rps,
+        latency_ms={"p50": p50, "p99": p99},
+        tool="t",
+        notes=notes or [],
+    )
+
+
+def test_median_result_is_fieldwise_and_sums_errors() -> None:
+    runs = [_run(100, 1.0, 9.0), _run(300, 3.0, 1.0, errors=1, notes=["a"]), _run(200, 2.0, 5.0)]
+    med = median_result(runs)
+    assert med.throughput_rps == 200
+    assert med.latency_ms == {"p50": 2.0, "p99": 5.0}
+    assert med.errors == 1
+    assert med.requests == 300
+    assert med.notes == ["a"]
+
+
+def test_run_result_json_round_trip() -> None:
+    run = _run(123.5, 0.25, 1.5, errors=3, notes=["x"])
+    assert RunResult.from_json(json.loads(json.dumps(run.to_json()))) == run
+
+
+# --------------------------------------------------------------------------- load loops
+
+
+class FakeClock:
+    """Virtual time. `sleep_until` yields to the event loop once, then jumps to the deadline, so
+    tasks made ready before the sleep run at the time the sleeper was at."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep_until(self, deadline: float) -> None:
+        await asyncio.sleep(0)
+        self.t = max(self.t, deadline)
+
+
+class GatedSender:
+    """Each call records the fake time it was made at and waits until the test opens its gate."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.sent_at: list[float] = []
+        self.gates: list[asyncio.Future[bool]] = []
+        self._waiters: list[tuple[int, asyncio.Event]] = []
+
+    async def __call__(self) -> bool:
+        gate: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.sent_at.append(self.clock.now())
+        self.gates.append(gate)
+        for n, event in self._waiters:
+            if len(self.gates) >= n:
+                event.set()
+        return await gate
+
+    async def wait_for_calls(self, n: int) -> None:
+        event = asyncio.Event()
+        self._waiters.append((n, event))
+        if len(self.gates) >= n:
+            event.set()
+        await asyncio.wait_for(event.wait(), timeout=5)  # a guard against hanging, not a sync
+
+
+def test_open_loop_schedule_is_exact() -> None:
+    offsets = loadgen.open_loop_schedule(rate=200.0, duration_s=0.5)
+    assert len(offsets) == 100
+    np.testing.assert_array_equal(offsets, np.arange(100) / 200.0)
+    with pytest.raises(ValueError):
+        loadgen.open_loop_schedule(rate=0.0, duration_s=1.0)
+
+
+async def test_open_loop_sends_on_schedule_without_waiting_for_replies() -> None:
+    clock = FakeClock()
+    sender = GatedSender(clock)
+    run = asyncio.create_task(
+        loadgen.open_loop(sender, rate=100.0, duration_s=0.1, clock=clock, max_in_flight=100)
+    )
+    # All ten requests go out while not one reply has come back: a generator that waited for
+    # replies (coordinated omission) would stop at the first and this would time out.
+    await sender.wait_for_calls(10)
+    assert sender.sent_at == pytest.approx([i / 100.0 for i in range(10)])
+    clock.t = 1.0  # every reply arrives at t = 1 s
+    for gate in sender.gates:
+        gate.set_result(True)
+    samples = await asyncio.wait_for(run, timeout=5)
+    # ...and each is timed from its own intended send time, not from one common start.
+    assert sorted(samples.latencies_s) == pytest.approx(sorted(1.0 - i / 100.0 for i in range(10)))
+    assert samples.errors == 0
+    assert samples.late_sends == 0
+
+
+async def test_open_loop_charges_a_generator_stall_to_latency() -> None:
+    clock = FakeClock()
+    calls = 0
+
+    async def stalls_once() -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            clock.t += 0.3  # the whole process stalls for 300 ms during the first send
+        return True
+
+    samples = await loadgen.open_loop(
+        stalls_once, rate=100.0, duration_s=0.5, clock=clock, max_in_flight=1000
+    )
+    latencies = sorted(samples.latencies_s, reverse=True)
+    # Requests due during the stall went out late and carry the delay: 0.30, 0.29, ... 0.01.
+    expected = sorted((max(0.3 - i / 100.0, 0.0) for i in range(50)), reverse=True)
+    assert latencies == pytest.approx(expected, abs=1e-9)
+    assert samples.late_sends == 29
+
+
+async def test_open_loop_time_waiting_for_a_slot_counts_as_latency() -> None:
+    clock = FakeClock()
+    sender = GatedSender(clock)
+    run = asyncio.create_task(
+        loadgen.open_loop(sender, rate=100.0, duration_s=0.03, clock=clock, max_in_flight=1)
+    )
+    for i, reply_at in enumerate([0.5, 0.7, 0.9]):
+        await sender.wait_for_calls(i + 1)
+        clock.t = reply_at
+        sender.gates[i].set_result(i != 1)  # the second one fails
+    samples = await asyncio.wait_for(run, timeout=5)
+    assert sender.sent_at == pytest.approx([0.0, 0.5, 0.7])
+    assert list(samples.latencies_s) == pytest.approx([0.5, 0.9 - 0.02])
+    assert samples.errors == 1
+    assert samples.late_sends == 2
+
+
+async def test_closed_loop_keeps_exactly_n_in_flight() -> None:
+    clock = FakeClock()
+    in_flight = 0
+    peak = 0
+    calls = 0
+
+    async def sender() -> bool:
+        nonlocal in_flight, peak, calls
+        in_flight += 1
+        calls += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0)
+        clock.t += 0.01
+        in_flight -= 1
+        return calls % 5 != 0  # every fifth fails
+
+    samples = await loadgen.closed_loop(sender, concurrency=3, duration_s=0.2, clock=clock)
+    assert peak == 3
+    assert samples.latencies_s.size + samples.errors == calls
+    assert samples.errors == calls // 5
+    assert 20 <= calls <= 23  # 0.2 s / 0.01 s, plus the requests in flight at the deadline
+    assert samples.elapsed_s >= 0.2
+
+
+async def test_closed_loop_rejects_zero_concurrency() -> None:
+    with pytest.raises(ValueError):
+        await loadgen.closed_loop(lambda: None, concurrency=0, duration_s=1, clock=FakeClock())  # type: ignore[arg-type,return-value]
+
+
+# --------------------------------------------------------------------------- payloads
+
+MODEL = ModelSpec(
+    "credit_risk",
+    (TensorSpec("features", "FP32", (-1, 20)),),
+    (TensorSpec("label", "INT64", (-1,)), TensorSpec("probabilities", "FP32", (-1, 2))),
+    version="2",
+)
+
+
+def test_grpc_frame_layout() -> None:
+    assert grpc_frame(b"abc") == b"\x00\x00\x00\x00\x03abc"
+    assert grpc_frame(b"") == b"\x00\x00\x00\x00\x00"
+    body = bytes(range(256)) * 300  # length needs more than two bytes
+    assert grpc_frame(body)[1:5] == len(body).to_bytes(4, "big")
+    assert parse_grpc_frames(grpc_frame(b"one") + grpc_frame(body) + grpc_frame(b"")) == [
+        b"one",
+        body,
+        b"",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"\x00\x00\x00", "truncated"),
+        (b"\x00\x00\x00\x00\x05abc", "wants 5"),
+        (b"\x01\x00\x00\x00\x01a", "compressed"),
+    ],
+)
+def test_parse_grpc_frames_rejects_bad_input(data: bytes, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        parse_grpc_frames(data)
+
+
+def test_random_rows_follow_metadata_and_seed() -> None:
+    a = random_rows(MODEL, batch=1, count=3, seed=7)
+    b = random_rows(MODEL, batch=1, count=3, seed=7)
+    c = random_rows(MODEL, batch=1, count=3, seed=8)
+    assert [r["features"].shape for r in a] == [(1, 20)] * 3
+    assert all(r["features"].dtype == np.float32 for r in a)
+    assert all(np.array_equal(x["features"], y["features"]) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0]["features"], c[0]["features"])
+    assert not np.array_equal(a[0]["features"], a[1]["features"])
+
+
+def test_request_shape_needs_static_non_batch_dims() -> None:
+    assert request_shape(TensorSpec("x", "FP32", (-1, 3, 4)), 2) == (2, 3, 4)
+    with pytest.raises(ModelSpecError, match="dynamic"):
+        request_shape(TensorSpec("x", "FP32", (-1, -1)), 1)
+
+
+def test_model_spec_from_v2_metadata() -> None:
+    spec = ModelSpec.from_v2_metadata(
+        {
+            "name": "m",
+            "inputs": [{"name": "x", "datatype": "INT64", "shape": [-1, 3]}],
+            "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1]}],
+        }
+    )
+    assert spec.inputs == (TensorSpec("x", "INT64", (-1, 3)),)
+    assert spec.infer_path == "/v2/models/m/infer"
+    with pytest.raises(ModelSpecError, match="no inputs"):
+        ModelSpec.from_v2_metadata({"name": "m", "inputs": []})
+
+
+def test_grpc_typed_and_raw_carry_the_same_tensor() -> None:
+    rows = random_rows(MODEL, batch=1, count=1, seed=3)[0]
+    typed = service_pb2.ModelInferRequest.FromString(encode_grpc_typed(MODEL, rows))
+    raw = service_pb2.ModelInferRequest.FromString(encode_grpc_raw(MODEL, rows))
+    for request in (typed, raw):
+        assert (request.model_name, request.model_version) == ("credit_risk", "2")
+        assert [(t.name, t.datatype, list(t.shape)) for t in request.inputs] == [
+            ("features", "FP32", [1, 20])
+        ]
+    np.testing.assert_array_equal(
+        np.asarray(typed.inputs[0].contents.fp32_contents, dtype=np.float32), rows["features"][0]
+    )
+    assert not raw.inputs[0].HasField("contents")
+    np.testing.assert_array_equal(
+        np.frombuffer(raw.raw_input_contents[0], dtype="<f4"), rows["features"].ravel()
+    )
+
+
+def test_http_json_and_binary_bodies() -> None:
+    rows = random_rows(MODEL, batch=1, count=1, seed=5)[0]
+    body, headers = encode_http_json(MODEL, rows)
+    assert headers["Content-Type"] == "application/json"
+    tensor = json.loads(body)["inputs"][0]
+    assert tensor["shape"] == [1, 20]
+    np.testing.assert_array_equal(np.asarray(tensor["data"], dtype=np.float32), rows["features"][0])
+
+    body, headers = encode_http_binary(MODEL, rows)
+    split = int(headers[BINARY_HEADER])
+    header = json.loads(body[:split])
+    assert header["inputs"][0]["parameters"]["binary_data_size"] == 80
+    assert header["parameters"]["binary_data_output"] is True
+    np.testing.assert_array_equal(np.frombuffer(body[split:], "<f4"), rows["features"].ravel())
+
+
+def test_typed_grpc_refuses_fp16() -> None:
+    spec = ModelSpec("h", (TensorSpec("x", "FP16", (-1, 2)),), ())
+    rows = random_rows(spec, batch=1, count=1, seed=0)
+    with pytest.raises(ModelSpecError, match="FP16"):
+        build_request_set("grpc-typed", spec, rows)
+    assert build_request_set("grpc-raw", spec, rows).transport == "grpc"
+
+
+# --------------------------------------------------------------------------- wrk
+
+WRK_OK = """\
+Running 1s test @ http://127.0.0.1:18090
+  1 threads and 4 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   603.27us  120.98us   2.58ms   86.36%
+    Req/Sec     6.67k   292.73     6.91k    90.00%
+  6642 requests in 1.00s, 2.81MB read
+Requests/sec:   6637.88
+Transfer/sec:      2.81MB
+MODELGATE_WRK {"requests":6642,"duration_us":1000620,"bytes":2949048,"errors":{"connect":0,\
+"read":0,"write":0,"status":0,"timeout":0},"latency_us":{"min":419,"max":2578,"mean":603.27,\
+"p50":586, "p90":696, "p99":948, "p99.9":1976}}
+"""
+
+WRK_404 = """\
+Running 1s test @ http://127.0.0.1:18090
+  1 threads and 4 connections
+  14657 requests in 1.10s, 2.59MB read
+  Non-2xx or 3xx responses: 14657
+Requests/sec:  13333.77
+MODELGATE_WRK {"requests":14657,"duration_us":1099239,"bytes":2711545,"errors":{"connect":0,\
+"read":0,"write":0,"status":14657,"timeout":0},"latency_us":{"min":131,"max":1870,"mean":297.77,\
+"p50":302, "p90":361, "p99":479, "p99.9":1270}}
+"""
+
+
+def test_parse_wrk_output() -> None:
+    report = wrk.parse_wrk_output(WRK_OK)
+    assert report.replies == 6642
+    assert report.duration_s == pytest.approx(1.00062)
+    assert report.latency_ms == pytest.approx(
+        {"max": 2.578, "mean": 0.60327, "p50": 0.586, "p90": 0.696, "p99": 0.948, "p99.9": 1.976}
+    )
+    result = wrk.to_result(report, concurrency=4)
+    assert result.errors == 0
+    assert result.throughput_rps == pytest.approx(6642 / 1.00062)
+
+
+def test_wrk_error_statuses_are_errors_not_throughput() -> None:
+    result = wrk.to_result(wrk.parse_wrk_output(WRK_404), concurrency=4)
+    assert result.errors == 14657
+    assert result.throughput_rps == 0
+    assert any("no successful reply" in n for n in result.notes)
+
+
+def test_wrk_without_any_reply_counts_the_requests_in_flight() -> None:
+    silent = WRK_OK.replace('"requests":6642', '"requests":0')
+    result = wrk.to_result(wrk.parse_wrk_output(silent), concurrency=64)
+    assert result.errors == 64
+    assert result.latency_ms == {}
+
+
+def test_parse_wrk_output_without_report_line_fails() -> None:
+    with pytest.raises(ValueError, match="MODELGATE_WRK"):
+        wrk.parse_wrk_output(WRK_OK.split("MODELGATE_WRK")[0])
+
+
+def test_lua_script_embeds_lengths_path_and_headers(tmp_path: Path) -> None:
+    rows = random_rows(MODEL, batch=1, count=3, seed=1)
+    requests = build_request_set("http-binary", MODEL, rows)
+    script = wrk.lua_script(requests, "/v2/models/x]]y/infer", tmp_path / "b.bin")
+    lengths = ", ".join(str(len(b)) for b in requests.bodies)
+    assert f"local lengths = {{{lengths}}}" in script
+    # a "]]" in the path must not end the Lua long string early
+    assert "[=[/v2/models/x]]y/infer]=]" in script
+    assert f"[ [[{BINARY_HEADER}]] ]" in script
+    assert "done = function(summary, latency, requests)" in script
+    assert "latency:percentile(99.9)" in script
+
+
+# --------------------------------------------------------------------------- h2load
+
+H2LOAD_OK = """\
+starting benchmark...
+spawning thread #0: 4 total client(s). Timing-based test with 0s of warm-up time and 2s of main \
+duration for measurements.
+Application protocol: h2c
+
+finished in 2.00s, 1567.50 req/s, 602.09KB/s
+requests: 3135 total, 3139 started, 3135 done, 3135 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 3135 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 1.18MB (1233073) total, 9.48KB (9705) headers (space savings 96.18%), \
+416.37KB (426360) data
+                     min         max         mean         sd        +/- sd
+time for request:      849us      4.59ms      2.55ms       116us    88.61%
+"""
+
+H2LOAD_GRPC_ERRORS = """\
+finished in 1.00s, 1387.00 req/s, 100.56KB/s
+requests: 1387 total, 1389 started, 1387 done, 1387 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 1387 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 100.56KB (102972) total, 70.52KB (72212) headers (space savings 45.77%), 0B (0) data
+"""
+
+H2LOAD_LOG = "1795727778364829\t200\t2476\n1795727778365005\t200\t3137\n1795727778364998\t503\t10\n"
+
+
+def test_parse_h2load_output() -> None:
+    report = h2load.parse_h2load_output(H2LOAD_OK)
+    assert report == h2load.H2loadReport(
+        duration_s=2.0,
+        total=3135,
+        started=3139,
+        status_2xx=3135,
+        failed=0,
+        errored=0,
+        timeout=0,
+        data_bytes=426360,
+    )
+    assert h2load.parse_h2load_output(H2LOAD_OK.replace("2.00s,", "850.5ms,")).duration_s == (
+        pytest.approx(0.8505)
+    )
+
+
+def test_parse_h2load_log_keeps_2xx_only() -> None:
+    np.testing.assert_allclose(h2load.parse_h2load_log(H2LOAD_LOG), [2.476e-3, 3.137e-3])
+
+
+def test_h2load_replies_with_full_messages_are_ok() -> None:
+    report = h2load.parse_h2load_output(H2LOAD_OK)
+    latencies = np.full(3135, 2.5e-3)
+    result = h2load.to_result(report, latencies, concurrency=4, bytes_per_reply=136)  # 426360/3135
+    assert result.errors == 0
+    assert result.throughput_rps == pytest.approx(3135 / 2.0)
+    assert result.latency_ms["p50"] == pytest.approx(2.5)
+
+
+def test_h2load_replies_without_message_are_grpc_errors() -> None:
+    report = h2load.parse_h2load_output(H2LOAD_GRPC_ERRORS)
+    result = h2load.to_result(report, np.full(1387, 1e-3), concurrency=2, bytes_per_reply=84)
+    assert result.throughput_rps == 0
+    assert result.errors == 1387 + 2  # the two still unanswered count too, since none succeeded
+    assert any("gRPC errors" in n for n in result.notes)
+    # Partial: a reply short is an error, and the rest still count.
+    partial = h2load.to_result(
+        h2load.parse_h2load_output(H2LOAD_OK.replace("(426360) data", f"({136 * 3000}) data")),
+        np.full(3135, 1e-3),
+        concurrency=4,
+        bytes_per_reply=136,
+    )
+    assert (partial.errors, partial.throughput_rps) == (135, pytest.approx(1500.0))
+
+
+def test_parse_h2load_output_rejects_garbage() -> None:
+    with pytest.raises(ValueError, match="unrecognised"):
+        h2load.parse_h2load_output("connect error\n")
+
+
+# --------------------------------------------------------------------------- compare table
+
+
+def _point(server: str, path: str, c: int, rps: float, p50: float, p99: float) -> Point:
+    return Point(server, path, c, [_run(rps, p50, p99)])
+
+
+def test_summary_rows_added_latency_and_ratios() -> None:
+    points = [
+        _point(FLOOR, FLOOR_PATH, 1, 10_000, 0.010, 0.020),
+        _point("modelgate", "http-binary", 1, 2_000, 0.260, 0.5),
+        _point("modelgate", "http-binary", 64, 9_000, 6.0, 24.0),
+        _point("modelgate", "grpc-raw", 1, 2_000, 0.400, 0.6),
+        _point("modelgate", "grpc-raw", 64, 2_500, 26.0, 30.0),
+        _point(MLSERVER, "http-json", 1, 1_500, 0.600, 1.0),
+        _point(MLSERVER, "http-json", 64, 2_500, 20.0, 120.0),
+        _point(MLSERVER, "grpc-raw", 1, 1_400, 0.650, 1.1),
+        _point(MLSERVER, "grpc-raw", 64, 1_250, 44.0, 100.0),
+    ]
+    rows = {(r.server, r.path): r for r in summarize_rows(points, low=1, high=64)}
+    floor = rows[(FLOOR, FLOOR_PATH)]
+    assert (floor.throughput_rps, floor.p99_ms, floor.added_latency_us) == (10_000, None, 0.0)
+    binary = rows[("modelgate", "http-binary")]
+    assert binary.added_latency_us == pytest.approx(250.0)
+    assert binary.throughput_vs_floor == pytest.approx(0.9)
+    assert binary.p50_vs_floor == pytest.approx(26.0)
+    assert binary.mlserver_counterpart == "http-json"  # MLServer has no binary extension
+    assert binary.throughput_vs_mlserver == pytest.approx(9_000 / 2_500)
+    assert binary.p99_vs_mlserver == pytest.approx(24.0 / 120.0)
+    raw = rows[("modelgate", "grpc-raw")]
+    assert raw.mlserver_counterpart == "grpc-raw"
+    assert raw.throughput_vs_mlserver == pytest.approx(2.0)
+    assert rows[(MLSERVER, "grpc-raw")].throughput_vs_mlserver is None
+
+
+def test_counterpart_falls_back_within_transport_only() -> None:
+    assert counterpart("grpc-typed", {"http-json"}) is None
+    assert counterpart("grpc-typed", {"grpc-raw", "http-json"}) == "grpc-raw"
+
+
+def test_compare_cli_rejects_a_run_without_one_in_flight(tmp_path: Path) -> None:
+    code = main(["compare", "--concurrency", "8,64", "--out", str(tmp_path), "--servers", "direct"])
+    assert code == 2
+
+
+def test_saved_compare_re_renders_to_text_and_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")  # in the `bench` extra, not the `test` one
+    from gateway.bench import report
+    from gateway.bench.compare import CompareResult
+
+    points = [
+        _point(FLOOR, FLOOR_PATH, 1, 10_000, 0.010, 0.020),
+        _point("modelgate", "http-json", 1, 2_000, 0.260, 0.5),
+        _point("modelgate", "http-json", 64, 9_000, 6.0, 24.0),
+    ]
+    meta = {
+        "model": "m",
+        "model_version": "1",
+        "repeats": 1,
+        "duration_s": 1.0,
+        "server_cores": [0],
+        "client_cores": [1],
+        "tools": {},
+        "low_concurrency": 1,
+        "high_concurrency": 64,
+    }
+    result = CompareResult(meta, points, summarize_rows(points, 1, 64), [])
+    document = json.loads(json.dumps(report.compare_json(result)))
+    again = report.compare_from_json(document)
+    assert again.rows == result.rows
+    assert "modelgate  http-json" in report.compare_text(again)
+    png = tmp_path / "out.png"
+    report.plot_compare(again, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_fails_on_errors_and_broken_servers_but_not_on_unserved_paths() -> None:
+    from gateway.bench.compare import CompareResult
+
+    ok = [_point("modelgate", "http-json", 1, 2_000, 0.26, 0.5)]
+    bad = [Point("modelgate", "http-json", 1, [_run(2_000, 0.26, 0.5, errors=3)])]
+    unserved = {"kind": "path", "server": MLSERVER, "path": "http-binary", "reason": "HTTP 500"}
+    dead = {"kind": "server", "server": MLSERVER, "path": "*", "reason": "exited with 1"}
+    assert not CompareResult({}, ok, summarize_rows(ok, 1, 1), [unserved]).failed
+    assert CompareResult({}, bad, summarize_rows(bad, 1, 1), [unserved]).failed
+    assert CompareResult({}, ok, summarize_rows(ok, 1, 1), [dead]).failed
