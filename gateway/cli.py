@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run(config)
+    except ConfigError as error:
+        print(f"modelgate: {error}", file=sys.stderr)
+        return 2
     except OSError as error:
         print(f"modelgate: {error}", file=sys.stderr)
         return 1

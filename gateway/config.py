@@ -7,6 +7,7 @@ in a config file fails at start-up instead of being ignored.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tomllib
 import types
 import typing
@@ -81,6 +82,8 @@ class ServerConfig:
                 raise ConfigError(f"{name} must be a port number")
         if self.max_request_bytes < 1:
             raise ConfigError("max_request_bytes must be >= 1")
+        if self.log_level.upper() not in logging.getLevelNamesMapping():
+            raise ConfigError(f"log_level must be a logging level name, not {self.log_level!r}")
 
 
 T = TypeVar("T")

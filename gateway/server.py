@@ -14,6 +14,7 @@ import uvloop
 from aiohttp import web
 
 from gateway.config import ServerConfig
+from gateway.repository import scan
 from gateway.serving import InferenceService
 from gateway.transport.grpc import create_server
 from gateway.transport.http import create_app
@@ -25,7 +26,9 @@ SHUTDOWN_GRACE_S = 5.0
 
 async def serve(config: ServerConfig) -> None:
     """Serve until SIGINT or SIGTERM. The ports open before the models load, so liveness answers
-    during loading and readiness turns true once loading is done."""
+    during loading and readiness turns true once loading is done. Raises ConfigError, before
+    opening any port, when the repository folder is unusable."""
+    sources = scan(Path(config.repository), config.model_defaults)
     service = InferenceService(config)
     runner = web.AppRunner(create_app(service), access_log=None)
     await runner.setup()
@@ -43,7 +46,7 @@ async def serve(config: ServerConfig) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await service.load_repository(Path(config.repository))
+        await service.load(sources)
         await grpc_endpoint.publish_readiness(service.ready)
         logger.info("ready: %s", "yes" if service.ready else "no (see /v2/repository/index)")
         await stop.wait()

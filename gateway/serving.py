@@ -20,7 +20,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib.metadata import version as package_version
-from pathlib import Path
 from time import perf_counter_ns
 from typing import Any, TypeVar
 
@@ -35,20 +34,16 @@ from gateway.errors import GatewayError, ModelFailure, ModelNotFound, ModelNotRe
 from gateway.protocol.datatypes import BY_NAME
 from gateway.protocol.types import InferOutput, InferRequest, InferResponse, ModelSignature
 from gateway.protocol.validation import check_request
-from gateway.repository import VersionSource, scan
+from gateway.repository import VersionSource
 from gateway.statistics import VersionStats
 from gateway.tracing import RequestMarks, make_tracer
 
 logger = logging.getLogger("modelgate")
 
 SERVER_NAME = "modelgate"
-EXTENSIONS = (
-    "binary_tensor_data",
-    "parameters",
-    "statistics",
-    "model_repository",
-    "model_configuration",
-)
+# Only extensions served in full on both transports; HTTP also answers Triton's model
+# configuration (GET .../config) and the repository index, which are partial.
+EXTENSIONS = ("binary_tensor_data", "parameters", "statistics")
 
 Wire = TypeVar("Wire")
 Result = TypeVar("Result")
@@ -99,10 +94,10 @@ class InferenceService:
 
     # ---- control: loading ---------------------------------------------------------------
 
-    async def load_repository(self, root: Path) -> None:
-        """Load every version under `root`; a version that fails is marked UNAVAILABLE with the
-        reason and the others load regardless."""
-        for source in scan(root, self.config.model_defaults):
+    async def load(self, sources: list[VersionSource]) -> None:
+        """Load every version found by `repository.scan`; a version that fails is marked
+        UNAVAILABLE with the reason and the others load regardless."""
+        for source in sources:
             entry = ModelVersion(source.model, source.version)
             self._models.setdefault(source.model, {})[source.version] = entry
             if source.problem:

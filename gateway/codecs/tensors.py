@@ -50,7 +50,7 @@ def array_from_values(
             flat = array.reshape(-1)  # a view: filling it fills `array`
             flat[:] = [_as_bytes(tensor, v) for v in flat]
         else:
-            array = np.array(values, dtype=datatype.dtype)
+            array = _fixed_width(tensor, datatype, _inferred(values, datatype))
     except (ValueError, TypeError, OverflowError) as error:
         raise InvalidInput(f"data does not hold {datatype.name} values: {error}", tensor) from None
     if array.size != expected:
@@ -58,6 +58,56 @@ def array_from_values(
             f"data has {array.size} elements but shape {list(shape)} needs {expected}", tensor
         )
     return array.reshape(shape)
+
+
+# Which kinds of values (numpy's inference from the list) each target kind accepts: numbers
+# never silently change kind, so 1.5 is no INT64, "1.5" no FP32 and 2 no BOOL.
+_ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
+
+
+def _inferred(values: Any, datatype: Datatype) -> np.ndarray:
+    """numpy's own reading of the values. Integers beyond int64 mixed with smaller ones read as
+    float64 there, so integer targets get a second, exact look at such lists."""
+    inferred = np.array(values)
+    if datatype.dtype.kind in "iu" and inferred.dtype.kind in "fO":
+        exact = np.array(values, dtype=object)
+        flat = exact.reshape(-1)
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+            return exact if flat.size == 0 else exact.astype(_wide_integer(flat))
+    return inferred
+
+
+def _wide_integer(flat: np.ndarray) -> np.dtype:
+    # only reached when some value does not fit int64; negative ones then fail the range check
+    return np.dtype(np.uint64) if min(flat) >= 0 else np.dtype(np.int64)
+
+
+def _fixed_width(tensor: str, datatype: Datatype, inferred: np.ndarray) -> np.ndarray:
+    target = datatype.dtype
+    if inferred.dtype.kind not in _ACCEPTED_KINDS[target.kind]:
+        raise InvalidInput(f"data holds {_kind_name(inferred)} values, not {datatype.name}", tensor)
+    if inferred.size and target.kind in "iu":
+        limits = np.iinfo(target)
+        if inferred.min() < limits.min or inferred.max() > limits.max:
+            bad = inferred[(inferred < limits.min) | (inferred > limits.max)].flat[0]
+            raise InvalidInput(
+                f"value {bad} lies outside the range of {datatype.name} "
+                f"[{limits.min}, {limits.max}]",
+                tensor,
+            )
+    converted = inferred.astype(target, copy=False)
+    narrowed = target.kind == "f" and inferred.dtype.itemsize > target.itemsize
+    if narrowed and not np.isfinite(converted).all() and np.isfinite(inferred).all():
+        bad = inferred[~np.isfinite(converted)].flat[0]
+        raise InvalidInput(f"value {bad} lies outside the range of {datatype.name}", tensor)
+    return converted
+
+
+def _kind_name(array: np.ndarray) -> str:
+    kind = array.dtype.kind
+    return {"b": "boolean", "i": "integer", "u": "integer", "f": "floating-point"}.get(
+        kind, "non-numeric or mixed"
+    )
 
 
 def _as_bytes(tensor: str, value: Any) -> bytes:

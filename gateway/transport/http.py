@@ -52,7 +52,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except GatewayError as error:
         return _error(STATUS_BY_KIND.get(error.kind, DEFAULT_STATUS), error.message)
     except web.HTTPRequestEntityTooLarge as error:
-        return _error(413, f"request body exceeds the limit of {error.max_size} bytes")
+        # aiohttp's text names the limit and the body's size
+        return _error(413, error.text or "request body too large")
     except web.HTTPException as error:  # aiohttp's own: unknown route, wrong method
         if error.status < 400:
             raise
