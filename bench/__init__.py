@@ -1,1 +1,20 @@
-"""Load generator and side-by-side comparisons with peers."""
+"""Load generator and side-by-side comparisons with peers (imported as `gateway.bench`).
+
+Modules, one job each:
+  cli           `python -m gateway.bench {compare,load,report,direct}`; `main(argv)`
+  compare       the comparison run: floor, Modelgate, MLServer, interleaved repeats, summary
+  measure       picks wrk / h2load / the Python generator for a path and runs one point
+  loadgen       Python closed-loop and open-loop generators (open loop: no coordinated omission)
+  pydriver      one point with the Python generator
+  wrk, h2load   drivers and output parsers for the C load generators
+  clients       Python V2 clients (async senders) and the one-request path check
+  payloads      wire encodings per path (JSON, binary extension, gRPC typed / raw, gRPC frames)
+  model         model inputs from the .onnx or V2 metadata; seeded random rows
+  direct        the in-process ONNX Runtime floor
+  peers         starting, readiness and stopping of servers, pinned
+  mlserver      MLServer venv, settings and model folder; mlserver_runtime is copied into it
+  stats         percentiles, run results, medians of repeats
+  report        tables, JSON, PNG
+  progress      the progress line
+  procs         taskset, free ports, running a tool with progress
+"""

@@ -1,0 +1,437 @@
+"""Command line: `python -m gateway.bench {compare,load,direct} ...` (and `modelgate bench ...`).
+
+A thin shell: each option fills one field of `CompareConfig` (or one argument of a driver), and
+only this module prints results or picks exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import compare as compare_mod
+from . import direct, measure, pydriver, report
+from .clients import Endpoint, check_path
+from .mlserver import default_cache_dir
+from .model import ModelSpec, ModelSpecError, random_rows
+from .payloads import PATHS, build_request_set
+from .stats import RunResult, median_result
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_REPOSITORY = PACKAGE_DIR.parent / "examples" / "models"
+DEFAULT_OUT = PACKAGE_DIR / "results"
+# Open loop warms its fresh client up in closed loop at this many in flight (see pydriver).
+OPEN_LOOP_WARMUP_CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class Preset:
+    duration_s: float
+    repeats: int
+    concurrency: tuple[int, ...]
+    warmup_s: float
+
+
+# The default comparison fits in about 6 minutes on 2 cores; --quick is a smoke run of about one.
+FULL = Preset(5.0, 3, compare_mod.DEFAULT_CONCURRENCY, 1.0)
+QUICK = Preset(2.0, 1, (1, 64), 0.5)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from err
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    return values
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected numbers > 0, got {text!r}")
+    return values
+
+
+def _csv(values: Sequence[int]) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def _choices(allowed: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        values = tuple(v.strip() for v in text.split(",") if v.strip())
+        bad = [v for v in values if v not in allowed]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"choose from {','.join(allowed)}; got {text!r}")
+        return values
+
+    return parse
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except where there is none to show (None, off switches)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = _Formatter
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.bench",
+        description="Load generator and side-by-side comparisons for V2 inference servers.",
+        formatter_class=fmt,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cmp = sub.add_parser(
+        "compare",
+        formatter_class=fmt,
+        help="direct ORT floor vs Modelgate (4 paths) vs MLServer, pinned, medians of repeats",
+        description="Run the direct ONNX Runtime floor, Modelgate and MLServer on the same model "
+        "and machine; print tables, write JSON and a PNG of latency vs throughput.",
+    )
+    cmp.add_argument(
+        "--model-repository",
+        type=Path,
+        default=DEFAULT_REPOSITORY,
+        help="model repository (NAME/VERSION/model.onnx)",
+    )
+    cmp.add_argument("--model", default="credit_risk", help="model name")
+    cmp.add_argument(
+        "--model-version", default=None, help="version to pin every request to (default: highest)"
+    )
+    cmp.add_argument(
+        "--servers",
+        type=_choices(compare_mod.SERVERS),
+        default="direct,modelgate,mlserver",
+        help="comma list: " + ",".join(compare_mod.SERVERS),
+    )
+    cmp.add_argument(
+        "--paths",
+        type=_choices(tuple(PATHS)),
+        default=",".join(PATHS),
+        help="comma list: " + ",".join(PATHS),
+    )
+    cmp.add_argument(
+        "--concurrency",
+        type=_ints,
+        default=None,
+        help="requests in flight, comma list incl. 1 "
+        f"(default {_csv(FULL.concurrency)}; quick {_csv(QUICK.concurrency)})",
+    )
+    cmp.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help=f"seconds per point (default {FULL.duration_s:g}; quick {QUICK.duration_s:g})",
+    )
+    cmp.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help=f"runs per point, median reported (default {FULL.repeats}; quick {QUICK.repeats})",
+    )
+    cmp.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="unrecorded seconds per path before its first point "
+        f"(default {FULL.warmup_s:g}; quick {QUICK.warmup_s:g})",
+    )
+    cmp.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke-run defaults (about a minute); explicit options still win",
+    )
+    _client_options(cmp)
+    cmp.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin servers and load generators to separate cores",
+    )
+    cmp.add_argument(
+        "--server-cores",
+        type=_cores,
+        default=None,
+        help="cores for servers and the floor (default: first allowed)",
+    )
+    cmp.add_argument(
+        "--client-cores",
+        type=_cores,
+        default=None,
+        help="cores for load generators (default: second allowed)",
+    )
+    cmp.add_argument("--seed", type=int, default=0, help="seed of the random request rows")
+    cmp.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="folder for JSON, PNG and server logs"
+    )
+    cmp.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        help="where the MLServer venv lives (reused)",
+    )
+    cmp.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=120.0,
+        help="seconds a server may take to become ready",
+    )
+    cmp.add_argument(
+        "--request-timeout", type=float, default=10.0, help="per-request timeout, seconds"
+    )
+
+    load = sub.add_parser(
+        "load",
+        formatter_class=fmt,
+        help="load a running V2 server: closed loop at given concurrency, open loop at given rate",
+        description="Closed loop (--concurrency) or open loop (--rate, Python generator, latency "
+        "from the intended send time) against a running V2 server.",
+    )
+    load.add_argument("--url", default="http://127.0.0.1:8000", help="HTTP base URL")
+    load.add_argument("--grpc", default="127.0.0.1:8001", help="gRPC host:port")
+    load.add_argument("--model", default="credit_risk", help="model name")
+    load.add_argument(
+        "--model-version", default="", help="version to pin requests to ('' = server default)"
+    )
+    load.add_argument(
+        "--model-file",
+        type=Path,
+        default=None,
+        help=".onnx to read inputs from (default: ask the server's model metadata)",
+    )
+    load.add_argument(
+        "--paths",
+        type=_choices(tuple(PATHS)),
+        default="http-json",
+        help="comma list: " + ",".join(PATHS),
+    )
+    mode = load.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--concurrency",
+        type=_ints,
+        default="1,64",
+        help="closed loop: requests in flight, comma list",
+    )
+    mode.add_argument(
+        "--rate",
+        type=_floats,
+        default=None,
+        help="open loop: requests/s, comma list (Python generator)",
+    )
+    load.add_argument("--duration", type=float, default=10.0, help="seconds per point")
+    load.add_argument("--repeats", type=int, default=1, help="runs per point, median reported")
+    load.add_argument(
+        "--max-in-flight", type=int, default=1024, help="open loop: cap on outstanding requests"
+    )
+    load.add_argument("--seed", type=int, default=0, help="seed of the random request rows")
+    load.add_argument("--batch", type=int, default=1, help="rows per request")
+    load.add_argument("--json", type=Path, default=None, help="also write the results here")
+    load.add_argument(
+        "--request-timeout", type=float, default=10.0, help="per-request timeout, seconds"
+    )
+    load.add_argument(
+        "--client-cores", type=_cores, default=None, help="pin the load generator to these cores"
+    )
+    _client_options(load)
+
+    rep = sub.add_parser(
+        "report",
+        formatter_class=fmt,
+        help="re-print the tables and redraw the PNG of a saved compare JSON",
+    )
+    rep.add_argument("json_file", type=Path, help="a compare-*.json written by `compare`")
+    rep.add_argument("--png", type=Path, default=None, help="PNG to write (default: next to it)")
+
+    dr = sub.add_parser(
+        "direct",
+        formatter_class=fmt,
+        help="time ONNX Runtime in-process, one call at a time (the floor)",
+    )
+    dr.add_argument("--model-file", type=Path, required=True, help=".onnx file")
+    dr.add_argument("--duration", type=float, default=5.0, help="seconds")
+    dr.add_argument("--seed", type=int, default=0, help="seed of the random rows")
+    dr.add_argument("--label", default="direct", help="progress line label")
+    dr.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    return parser
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--client",
+        choices=measure.CLIENT_MODES,
+        default="auto",
+        help="load generator: auto = wrk/h2load when installed, else Python; native = require them",
+    )
+
+
+def _cores(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated core numbers, got {text!r}"
+        ) from err
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Library modules log (MLServer venv setup); the CLI shows it on stderr, like progress.
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        if args.command == "compare":
+            return _compare(args)
+        if args.command == "load":
+            return _load(args)
+        if args.command == "report":
+            return _report(args)
+        return _direct(args)
+    except (compare_mod.CompareError, ModelSpecError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _compare(args: argparse.Namespace) -> int:
+    preset = QUICK if args.quick else FULL
+    config = compare_mod.CompareConfig(
+        model_repository=args.model_repository,
+        model=args.model,
+        model_version=args.model_version,
+        servers=args.servers,
+        paths=args.paths,
+        concurrency=tuple(sorted(set(args.concurrency or preset.concurrency))),
+        duration_s=preset.duration_s if args.duration is None else args.duration,
+        repeats=preset.repeats if args.repeats is None else args.repeats,
+        warmup_s=preset.warmup_s if args.warmup is None else args.warmup,
+        client=args.client,
+        pin=not args.no_pin,
+        server_cores=args.server_cores,
+        client_cores=args.client_cores,
+        seed=args.seed,
+        request_timeout_s=args.request_timeout,
+        ready_timeout_s=args.ready_timeout,
+        cache_dir=args.cache_dir,
+    )
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out: Path = args.out
+    log_dir = out / f"compare-{stamp}-logs"
+    result = compare_mod.run_compare(
+        config, log_dir=log_dir, say=lambda m: print(m, file=sys.stderr)
+    )
+    print(report.compare_text(result))
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / f"compare-{stamp}.json"
+    png_path = out / f"compare-{stamp}.png"
+    report.write_json(json_path, report.compare_json(result))
+    report.plot_compare(result, png_path)
+    print(f"\nwrote {json_path}\nwrote {png_path}\nserver logs in {log_dir}")
+    return 1 if result.failed or not result.rows else 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    if args.client_cores:
+        # The Python generator runs in this process; wrk/h2load get the same cores via taskset.
+        os.sched_setaffinity(0, args.client_cores)
+    endpoint = Endpoint(args.url.rstrip("/"), args.grpc)
+    model = _load_model_spec(args, endpoint)
+    rows = random_rows(model, batch=args.batch, count=16, seed=args.seed)
+    results: list[tuple[str, str, RunResult]] = []
+    for path in args.paths:
+        requests = build_request_set(path, model, rows)
+        check = check_path(requests, endpoint, model.infer_path, args.request_timeout)
+        if not check.ok:
+            print(f"skip {path}: {check.detail}", file=sys.stderr)
+            continue
+        target = measure.Target(requests, endpoint, model.infer_path, check.response_bytes)
+        for level in args.rate or args.concurrency:
+            runs = []
+            for rep in range(args.repeats):
+                load = f"{level:g}/s" if args.rate else f"c={level}"
+                label = f"[{rep + 1}/{args.repeats}] {path} {load}"
+                runs.append(_load_point(args, target, level, label))
+            results.append((endpoint.http_base.split("//", 1)[-1], path, median_result(runs)))
+    print(report.runs_table(results))
+    for line in report.run_notes(results):
+        print(line)
+    if args.json is not None:
+        points = [{"model": m, "path": p, **r.to_json()} for m, p, r in results]
+        report.write_json(args.json, {"points": points})
+        print(f"wrote {args.json}")
+    return 1 if not results or any(r.errors for _, _, r in results) else 0
+
+
+def _load_model_spec(args: argparse.Namespace, endpoint: Endpoint) -> ModelSpec:
+    if args.model_file is not None:
+        return ModelSpec.from_onnx(args.model_file, args.model, args.model_version)
+    route = f"/v2/models/{args.model}"
+    if args.model_version:
+        route += f"/versions/{args.model_version}"
+    with urllib.request.urlopen(endpoint.url(route), timeout=args.request_timeout) as resp:
+        metadata = json.loads(resp.read())
+    return ModelSpec.from_v2_metadata({**metadata, "name": args.model}, args.model_version)
+
+
+def _load_point(
+    args: argparse.Namespace, target: measure.Target, level: float, label: str
+) -> RunResult:
+    if args.rate:
+        return pydriver.run_python(
+            target.requests,
+            target.endpoint,
+            target.infer_path,
+            concurrency=OPEN_LOOP_WARMUP_CONCURRENCY,
+            rate=level,
+            duration_s=args.duration,
+            max_in_flight=args.max_in_flight,
+            timeout_s=args.request_timeout,
+            label=label,
+        )
+    return measure.measure(
+        target,
+        concurrency=int(level),
+        duration_s=args.duration,
+        mode=args.client,
+        client_cores=list(args.client_cores) if args.client_cores else None,
+        timeout_s=args.request_timeout,
+        label=label,
+    )
+
+
+def _report(args: argparse.Namespace) -> int:
+    result = report.compare_from_json(json.loads(args.json_file.read_text()))
+    print(report.compare_text(result))
+    png = args.png or args.json_file.with_suffix(".png")
+    report.plot_compare(result, png)
+    print(f"\nwrote {png}")
+    return 0
+
+
+def _direct(args: argparse.Namespace) -> int:
+    result = direct.measure_direct(
+        args.model_file, duration_s=args.duration, seed=args.seed, label=args.label
+    )
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(report.runs_table([("direct", "onnxruntime", result)]))
+    return 0

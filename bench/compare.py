@@ -1,0 +1,482 @@
+"""`compare`: one model, one machine, every path, in one go.
+
+Runs the direct ONNX Runtime floor, then Modelgate (HTTP JSON, HTTP binary, gRPC typed, gRPC raw)
+and MLServer (the same paths where it serves them) at each concurrency level, `repeats` times,
+servers pinned to one core and the load generators to another. Repeats are interleaved (repeat 1
+of everything, then repeat 2, ...) so that a noisy minute on a shared machine hits one sample of
+every point rather than all samples of one; reports use per-point medians.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import mlserver, peers
+from .clients import check_path
+from .measure import ClientMode, Target, measure, tool_for
+from .model import ModelSpec, random_rows
+from .payloads import PATHS, build_request_set
+from .procs import available_cores, pin_command
+from .stats import RunResult, median_result
+
+FLOOR = "direct"
+FLOOR_PATH = "onnxruntime"
+MLSERVER = "mlserver"
+DEFAULT_CONCURRENCY: tuple[int, ...] = (1, 8, 64)
+# Per point, on top of its duration: tool start, connection setup, process exit.
+POINT_OVERHEAD_S = 0.3
+
+
+class CompareError(ValueError):
+    """The comparison cannot start as configured (no model file, bad core list, ...)."""
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Every knob of a comparison; `run_compare(config)` is the library entry point."""
+
+    model_repository: Path
+    model: str
+    model_version: str | None = None  # None: the highest numeric version folder
+    servers: tuple[str, ...] = (FLOOR, "modelgate", MLSERVER)
+    paths: tuple[str, ...] = tuple(PATHS)
+    concurrency: tuple[int, ...] = DEFAULT_CONCURRENCY
+    duration_s: float = 5.0
+    repeats: int = 3
+    warmup_s: float = 1.0
+    client: ClientMode = "auto"
+    pin: bool = True
+    server_cores: tuple[int, ...] | None = None  # None: the first allowed core
+    client_cores: tuple[int, ...] | None = None  # None: the second allowed core
+    seed: int = 0
+    distinct_requests: int = 16
+    request_timeout_s: float = 10.0
+    ready_timeout_s: float = 120.0
+    cache_dir: Path = field(default_factory=mlserver.default_cache_dir)
+    host: str = "127.0.0.1"
+
+
+@dataclass
+class Point:
+    server: str
+    path: str
+    concurrency: int
+    runs: list[RunResult] = field(default_factory=list)
+
+    @property
+    def median(self) -> RunResult:
+        return median_result(self.runs)
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One line of the comparison table. Throughput and p99 are at the highest concurrency,
+    p50 and the added latency at the lowest (1 by default); None where not measured."""
+
+    server: str
+    path: str
+    tool: str
+    throughput_rps: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    added_latency_us: float | None
+    throughput_vs_floor: float | None
+    p50_vs_floor: float | None
+    throughput_vs_mlserver: float | None
+    p99_vs_mlserver: float | None
+    mlserver_counterpart: str | None
+    errors: int
+
+
+@dataclass
+class CompareResult:
+    meta: dict[str, Any]
+    points: list[Point]
+    rows: list[SummaryRow]
+    skipped: list[dict[str, str]]
+
+    @property
+    def failed(self) -> bool:
+        """True if a request failed, a server did not start or a run broke; a path a server
+        does not serve is not a failure."""
+        return any(row.errors for row in self.rows) or any(
+            skip.get("kind") != "path" for skip in self.skipped
+        )
+
+
+def _modelgate(
+    config: CompareConfig, model: ModelSpec, model_file: Path, tmp: Path
+) -> peers.PeerSpec:
+    return peers.modelgate_spec(config.model_repository, host=config.host)
+
+
+def _mlserver(
+    config: CompareConfig, model: ModelSpec, model_file: Path, tmp: Path
+) -> peers.PeerSpec:
+    venv = mlserver.ensure_venv(config.cache_dir)
+    return mlserver.mlserver_spec(venv, tmp / "mlserver", model, model_file, host=config.host)
+
+
+# Server name -> how to start it; the CLI's --servers choices are FLOOR plus these keys.
+PEERS: dict[str, Callable[[CompareConfig, ModelSpec, Path, Path], peers.PeerSpec]] = {
+    "modelgate": _modelgate,
+    MLSERVER: _mlserver,
+}
+SERVERS: tuple[str, ...] = (FLOOR, *PEERS)
+
+
+def resolve_model_file(repository: Path, model: str, version: str | None) -> tuple[Path, str]:
+    """`repository/model/<version>/model.onnx` and the version used; raises CompareError."""
+    model_dir = repository / model
+    if version is None:
+        numeric = [p.name for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
+        if not numeric:
+            raise CompareError(f"no numeric version folders under {model_dir}")
+        version = max(numeric, key=int)
+    model_file = model_dir / version / "model.onnx"
+    if not model_file.is_file():
+        raise CompareError(f"{model_file} does not exist")
+    return model_file, version
+
+
+def choose_cores(config: CompareConfig) -> tuple[list[int] | None, list[int] | None]:
+    """(server cores, client cores); (None, None) when unpinned. Raises CompareError if pinning
+    is asked for on fewer than two cores or the two sets overlap."""
+    if not config.pin:
+        return None, None
+    cores = available_cores()
+    server = list(config.server_cores) if config.server_cores else cores[:1]
+    client = list(config.client_cores) if config.client_cores else cores[1:2]
+    if not server or not client:
+        raise CompareError(f"pinning needs two cores, this process may use {cores}; try --no-pin")
+    if set(server) & set(client):
+        raise CompareError(f"server cores {server} and client cores {client} overlap")
+    return server, client
+
+
+def counterpart(path: str, measured: set[str]) -> str | None:
+    """The MLServer path a Modelgate path is held against: the same path if MLServer served it,
+    else the first MLServer path of the same transport (e.g. http-binary -> http-json)."""
+    if path in measured:
+        return path
+    transport = PATHS[path].transport if path in PATHS else None
+    return next((p for p in PATHS if p in measured and PATHS[p].transport == transport), None)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def summarize_rows(points: list[Point], low: int, high: int) -> list[SummaryRow]:
+    """The comparison table from per-point medians: throughput and p99 at `high` in flight, p50
+    at `low`, added latency = p50 - floor p50, ratios to the floor and to MLServer's counterpart.
+    Pure; the floor's only point (1 in flight) stands in for both levels."""
+    medians = {(p.server, p.path, p.concurrency): p.median for p in points if p.runs}
+    floor = medians.get((FLOOR, FLOOR_PATH, 1))
+    order: list[tuple[str, str]] = []
+    for p in points:
+        if (p.server, p.path) not in order:
+            order.append((p.server, p.path))
+    mls_paths = {path for server, path in order if server == MLSERVER}
+
+    def stat(server: str, path: str, c: int, key: str) -> float | None:
+        if server == FLOOR:
+            c = 1
+        result = medians.get((server, path, c))
+        if result is None:
+            return None
+        if key == "rps":
+            return result.throughput_rps
+        return result.latency_ms.get(key)
+
+    rows = []
+    for server, path in order:
+        runs = [m for (s, p, _), m in medians.items() if (s, p) == (server, path)]
+        tput = stat(server, path, high, "rps")
+        p50 = stat(server, path, low, "p50")
+        p99 = None if server == FLOOR else stat(server, path, high, "p99")
+        floor_p50 = floor.latency_ms.get("p50") if floor else None
+        mls = counterpart(path, mls_paths) if server != MLSERVER and server != FLOOR else None
+        rows.append(
+            SummaryRow(
+                server=server,
+                path=path,
+                tool=",".join(sorted({r.tool for r in runs})),
+                throughput_rps=tput,
+                p50_ms=p50,
+                p99_ms=p99,
+                added_latency_us=(p50 - floor_p50) * 1e3
+                if p50 is not None and floor_p50 is not None
+                else None,
+                throughput_vs_floor=_ratio(tput, floor.throughput_rps if floor else None),
+                p50_vs_floor=_ratio(p50, floor_p50),
+                throughput_vs_mlserver=_ratio(tput, stat(MLSERVER, mls, high, "rps"))
+                if mls
+                else None,
+                p99_vs_mlserver=_ratio(p99, stat(MLSERVER, mls, high, "p99")) if mls else None,
+                mlserver_counterpart=mls,
+                errors=sum(r.errors for r in runs),
+            )
+        )
+    return rows
+
+
+def _measure_floor(
+    model_file: Path, config: CompareConfig, cores: list[int] | None, label: str
+) -> RunResult:
+    # A fresh process pinned to the server core: the floor gets the same core, and none of
+    # the load generator's threads or memory.
+    command = pin_command(
+        [
+            sys.executable,
+            "-m",
+            "gateway.bench",
+            "direct",
+            "--model-file",
+            str(model_file),
+            "--duration",
+            str(config.duration_s),
+            "--seed",
+            str(config.seed),
+            "--label",
+            label,
+            "--json",
+        ],
+        cores,
+    )
+    done = subprocess.run(
+        command,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=config.duration_s + 120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"direct floor exited {done.returncode}")
+    return RunResult.from_json(json.loads(done.stdout))
+
+
+@contextlib.contextmanager
+def _affinity(cores: list[int] | None) -> Iterator[None]:
+    """Pin this process (the Python load generator's home) for the duration; restore after."""
+    if not cores:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def estimate_seconds(config: CompareConfig, n_server_paths: int) -> float:
+    points = n_server_paths * len(config.concurrency) * config.repeats
+    floor = config.repeats if FLOOR in config.servers else 0
+    return (points + floor) * (config.duration_s + POINT_OVERHEAD_S) + n_server_paths * (
+        config.warmup_s + POINT_OVERHEAD_S
+    )
+
+
+def run_compare(
+    config: CompareConfig, *, log_dir: Path, say: Callable[[str], None] = print
+) -> CompareResult:
+    """Run the whole comparison; `say` gets progress messages, `log_dir` the servers' logs.
+
+    Servers that fail to start, paths a server does not serve and points whose load tool fails
+    are recorded in `skipped` rather than aborting the rest. Raises CompareError for bad
+    configuration and FileNotFoundError when `client="native"` and wrk/h2load are missing,
+    before anything is started.
+    """
+    unknown = set(config.servers) - set(SERVERS)
+    if unknown:
+        raise CompareError(f"unknown servers {sorted(unknown)}; choose from {list(SERVERS)}")
+    if 1 not in config.concurrency:
+        raise CompareError("--concurrency must include 1 (p50 and added latency are at 1)")
+    if config.repeats < 1 or config.duration_s <= 0:
+        raise CompareError("--repeats must be >= 1 and --duration > 0")
+    tools = {transport: tool_for(transport, config.client) for transport in ("http", "grpc")}
+    model_file, version = resolve_model_file(
+        config.model_repository, config.model, config.model_version
+    )
+    model = ModelSpec.from_onnx(model_file, config.model, version)
+    server_cores, client_cores = choose_cores(config)
+    run = _Comparison(config, model, model_file, server_cores, client_cores, log_dir, say)
+    with contextlib.ExitStack() as stack, _affinity(client_cores):
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelgate-bench-")))
+        for name in config.servers:
+            if name != FLOOR:
+                run.start_peer(stack, name, tmp)
+        run.announce()
+        run.warm_up()
+        for rep in range(config.repeats):
+            run.one_repeat(rep)
+    points = list(run.points.values())
+    low, high = min(config.concurrency), max(config.concurrency)
+    meta = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "server_cores": server_cores,
+        "client_cores": client_cores,
+        "model": model.name,
+        "model_version": version,
+        "model_file": str(model_file),
+        "batch": 1,
+        "concurrency": list(config.concurrency),
+        "low_concurrency": low,
+        "high_concurrency": high,
+        "duration_s": config.duration_s,
+        "repeats": config.repeats,
+        "warmup_s": config.warmup_s,
+        "seed": config.seed,
+        "client_mode": config.client,
+        "tools": tools,
+        "server_notes": run.notes,
+    }
+    return CompareResult(meta, points, summarize_rows(points, low, high), run.skipped)
+
+
+class _Comparison:
+    """The state of one `run_compare`, all owned by its thread: what was started, what each
+    server serves, and the points measured so far."""
+
+    def __init__(
+        self,
+        config: CompareConfig,
+        model: ModelSpec,
+        model_file: Path,
+        server_cores: list[int] | None,
+        client_cores: list[int] | None,
+        log_dir: Path,
+        say: Callable[[str], None],
+    ) -> None:
+        # fixed for the whole run
+        self.config = config
+        self.model = model
+        self.model_file = model_file
+        self.server_cores = server_cores
+        self.client_cores = client_cores
+        self.log_dir = log_dir
+        self.say = say
+        rows = random_rows(model, batch=1, count=config.distinct_requests, seed=config.seed)
+        self.request_sets = {path: build_request_set(path, model, rows) for path in config.paths}
+        # filled while servers start
+        self.targets: dict[str, dict[str, Target]] = {}
+        self.notes: dict[str, list[str]] = {}
+        # filled as the run goes
+        self.skipped: list[dict[str, str]] = []
+        self.points: dict[tuple[str, str, int], Point] = {}
+
+    def skip(self, kind: str, server: str, path: str, reason: str) -> None:
+        """Record what was not measured. `kind`: "server" (did not start), "path" (the server
+        does not serve it: expected, e.g. MLServer has no binary extension) or "point" (a run
+        failed)."""
+        self.skipped.append({"kind": kind, "server": server, "path": path, "reason": reason})
+        self.say(f"skip {server} {path}: {reason}")
+
+    def start_peer(self, stack: contextlib.ExitStack, name: str, tmp: Path) -> None:
+        """Start one server (stopped when `stack` closes) and check each path on it once."""
+        try:
+            spec = PEERS[name](self.config, self.model, self.model_file, tmp)
+        except mlserver.MlserverSetupError as err:
+            self.skip("server", name, "*", str(err))
+            return
+        self.say(f"starting {name}: {' '.join(spec.command)}")
+        try:
+            server = stack.enter_context(
+                peers.RunningServer(
+                    spec,
+                    cores=self.server_cores,
+                    ready_path=self.model.infer_path.removesuffix("/infer") + "/ready",
+                    log_dir=self.log_dir,
+                    ready_timeout_s=self.config.ready_timeout_s,
+                )
+            )
+        except (peers.PeerError, OSError) as err:
+            self.skip("server", name, "*", str(err))
+            return
+        self.notes[name] = spec.notes
+        self.targets[name] = {}
+        for path, requests in self.request_sets.items():
+            infer_path = self.model.infer_path
+            check = check_path(requests, spec.endpoint, infer_path, self.config.request_timeout_s)
+            if check.ok:
+                self.targets[name][path] = Target(
+                    requests, spec.endpoint, infer_path, check.response_bytes
+                )
+            else:
+                self.skip("path", name, path, check.detail)
+        self.say(f"{name} ready (log: {server.log_file})")
+
+    def announce(self) -> None:
+        config = self.config
+        n_paths = sum(len(t) for t in self.targets.values())
+        self.say(
+            f"model {self.model.name} v{self.model.version} ({self.model_file}); "
+            f"server cores {self.server_cores}, client cores {self.client_cores}; "
+            f"{n_paths} server paths x {list(config.concurrency)} x {config.repeats} repeats "
+            f"of {config.duration_s:g} s: about {estimate_seconds(config, n_paths) / 60:.1f} min"
+        )
+
+    def warm_up(self) -> None:
+        """One unrecorded run per path at the highest concurrency (JIT-free, but allocators,
+        connection pools and CPU caches still have a first time)."""
+        if self.config.warmup_s <= 0:
+            return
+        high = max(self.config.concurrency)
+        for server, paths in self.targets.items():
+            for path, target in paths.items():
+                self._measure(server, path, target, high, self.config.warmup_s, "warm-up")
+
+    def one_repeat(self, rep: int) -> None:
+        tag = f"[{rep + 1}/{self.config.repeats}]"
+        if FLOOR in self.config.servers:
+            try:
+                result = _measure_floor(
+                    self.model_file, self.config, self.server_cores, f"{tag} {FLOOR} {FLOOR_PATH}"
+                )
+            except (RuntimeError, ValueError, subprocess.TimeoutExpired) as err:
+                self.skip("point", FLOOR, FLOOR_PATH, f"{tag} {err}")
+            else:
+                self._point(FLOOR, FLOOR_PATH, 1).runs.append(result)
+        for server, paths in self.targets.items():
+            for path, target in paths.items():
+                for c in self.config.concurrency:
+                    result = self._measure(server, path, target, c, self.config.duration_s, tag)
+                    if result is not None:
+                        self._point(server, path, c).runs.append(result)
+
+    def _point(self, server: str, path: str, c: int) -> Point:
+        return self.points.setdefault((server, path, c), Point(server, path, c))
+
+    def _measure(
+        self, server: str, path: str, target: Target, c: int, seconds: float, tag: str
+    ) -> RunResult | None:
+        try:
+            return measure(
+                target,
+                concurrency=c,
+                duration_s=seconds,
+                mode=self.config.client,
+                client_cores=self.client_cores,
+                timeout_s=self.config.request_timeout_s,
+                label=f"{tag} {server} {path} c={c}",
+            )
+        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as err:
+            # One failed point (tool crash, unparsable output) should not void the others.
+            self.skip("point", server, path, f"{tag} c={c}: {err}")
+            return None

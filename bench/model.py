@@ -1,0 +1,157 @@
+"""What a model takes: input names, V2 datatypes and shapes, read from the .onnx file or from a
+V2 server's model metadata; and seeded random rows that fit it.
+
+The bench keeps its own small datatype table instead of importing `gateway.protocol`, so that it
+measures the gateway from the outside and runs against any V2 server without the gateway's code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# V2 datatype name -> numpy dtype (little-endian, as the V2 binary and raw encodings require).
+V2_TO_NUMPY: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
+
+# ONNX Runtime's type strings -> V2 datatype names.
+ONNX_TO_V2: dict[str, str] = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+}
+
+
+class ModelSpecError(ValueError):
+    """The model's metadata cannot be turned into a request (unsupported type, unknown shape)."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output. `shape` keeps -1 for dynamic dimensions (the batch one included)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as requests address it: `version` "" means the server's default version."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    version: str = ""
+
+    @property
+    def infer_path(self) -> str:
+        """The V2 REST infer route for this model (and version, if pinned)."""
+        if self.version:
+            return f"/v2/models/{self.name}/versions/{self.version}/infer"
+        return f"/v2/models/{self.name}/infer"
+
+    @classmethod
+    def from_onnx(cls, path: Path, name: str, version: str = "") -> ModelSpec:
+        """Read inputs and outputs from an .onnx file; raises ModelSpecError on unsupported types.
+
+        Symbolic dimensions ("batch", None) become -1.
+        """
+        import onnxruntime as ort  # only this path needs ORT loaded into the process
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+        def convert(nodes: Sequence[object]) -> tuple[TensorSpec, ...]:
+            specs = []
+            for node in nodes:
+                onnx_type = node.type  # type: ignore[attr-defined]
+                if onnx_type not in ONNX_TO_V2:
+                    raise ModelSpecError(f"{node.name}: unsupported ONNX type {onnx_type}")  # type: ignore[attr-defined]
+                shape = tuple(d if isinstance(d, int) else -1 for d in node.shape)  # type: ignore[attr-defined]
+                specs.append(TensorSpec(node.name, ONNX_TO_V2[onnx_type], shape))  # type: ignore[attr-defined]
+            return tuple(specs)
+
+        return cls(name, convert(session.get_inputs()), convert(session.get_outputs()), version)
+
+    @classmethod
+    def from_v2_metadata(cls, metadata: Mapping[str, object], version: str = "") -> ModelSpec:
+        """Build from a V2 `GET /v2/models/{name}` reply body; raises ModelSpecError if it lists
+        no inputs."""
+
+        def convert(entries: object) -> tuple[TensorSpec, ...]:
+            if not isinstance(entries, list):
+                return ()
+            return tuple(
+                TensorSpec(str(e["name"]), str(e["datatype"]), tuple(int(d) for d in e["shape"]))
+                for e in entries
+            )
+
+        inputs = convert(metadata.get("inputs"))
+        if not inputs:
+            raise ModelSpecError(
+                f"server metadata for {metadata.get('name')!r} lists no inputs; pass --model-file"
+            )
+        outputs = convert(metadata.get("outputs"))
+        return cls(str(metadata.get("name", "")), inputs, outputs, version)
+
+
+def request_shape(spec: TensorSpec, batch: int) -> tuple[int, ...]:
+    """The concrete shape of one request: dimension 0 is the batch, the rest must be static."""
+    if not spec.shape:
+        raise ModelSpecError(f"{spec.name}: scalar inputs are not supported")
+    rest = spec.shape[1:]
+    if any(d < 0 for d in rest):
+        raise ModelSpecError(f"{spec.name}: dynamic non-batch dimension in {list(spec.shape)}")
+    return (batch, *rest)
+
+
+def random_rows(
+    model: ModelSpec, *, batch: int, count: int, seed: int
+) -> list[dict[str, np.ndarray]]:
+    """`count` distinct requests of `batch` rows each, drawn from `np.random.default_rng(seed)`.
+
+    Floats are standard normal, integers small non-negative, booleans fair coins: values do not
+    change what the bench measures, but distinct rows keep any caching honest.
+    """
+    rng = np.random.default_rng(seed)
+    requests = []
+    for _ in range(count):
+        tensors: dict[str, np.ndarray] = {}
+        for spec in model.inputs:
+            if spec.datatype not in V2_TO_NUMPY:
+                raise ModelSpecError(f"{spec.name}: unsupported datatype {spec.datatype}")
+            dtype = V2_TO_NUMPY[spec.datatype]
+            shape = request_shape(spec, batch)
+            if dtype.kind == "f":
+                array = rng.standard_normal(shape).astype(dtype)
+            elif dtype.kind == "b":
+                array = rng.integers(0, 2, shape).astype(dtype)
+            else:
+                array = rng.integers(0, 100, shape).astype(dtype)
+            tensors[spec.name] = np.ascontiguousarray(array)
+        requests.append(tensors)
+    return requests
