@@ -59,6 +59,7 @@ class Server:
     ready_line: str = ""
     lines: list[str] = field(default_factory=list)
     _ready: threading.Event = field(default_factory=threading.Event)
+    _new_line: threading.Condition = field(default_factory=threading.Condition)
 
     @property
     def http_address(self) -> str:
@@ -76,11 +77,25 @@ class Server:
     def log(self) -> str:
         return "".join(self.lines)
 
+    def wait_for_line(self, pattern: str, timeout: float = START_TIMEOUT_S) -> str:
+        """The first stderr line matching the regex `pattern`, waiting for it to be written."""
+        regex = re.compile(pattern)
+
+        def found() -> str | None:
+            return next((line for line in self.lines if regex.search(line)), None)
+
+        with self._new_line:
+            if not self._new_line.wait_for(found, timeout):
+                pytest.fail(f"no line matching {pattern!r} within {timeout} s:\n{self.log()}")
+        return found() or ""
+
     def _read(self) -> None:
         """Background thread: drain stderr until the process closes it."""
         assert self.process.stderr is not None
         for line in self.process.stderr:
-            self.lines.append(line)
+            with self._new_line:
+                self.lines.append(line)
+                self._new_line.notify_all()
             found = _LISTENING.search(line)
             if found:
                 self.http_port, self.grpc_port = int(found[1]), int(found[2])
