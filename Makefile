@@ -32,7 +32,12 @@ protos: $(TEST_STAMP)
 example: $(VENV)/.installed-example
 	$(BIN)/python examples/train_credit_risk.py
 
+# wrk and h2load are C load generators (Debian: wrk, nghttp2-client); without them the bench
+# falls back to its own Python client, so a failed install is not fatal.
 bench: $(VENV)/.installed-bench
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq wrk nghttp2-client) || \
+	  echo "wrk/h2load unavailable: the bench uses its Python client"
 	$(BIN)/modelgate bench compare
 
 $(VENV)/bin/pip:
