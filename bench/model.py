@@ -1,8 +1,8 @@
 """What a model takes: input names, V2 datatypes and shapes, read from the .onnx file or from a
 V2 server's model metadata; and seeded random rows that fit it.
 
-The bench keeps its own small datatype table instead of importing `gateway.protocol`, so that it
-measures the gateway from the outside and runs against any V2 server without the gateway's code.
+Datatypes come from the gateway's own V2 table (`gateway.protocol.datatypes`); nothing else of
+the gateway is used, so the bench measures any V2 server from the outside.
 """
 
 from __future__ import annotations
@@ -13,37 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-# V2 datatype name -> numpy dtype (little-endian, as the V2 binary and raw encodings require).
-V2_TO_NUMPY: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-}
+from gateway.protocol.datatypes import BY_NAME, BY_ORT_TYPE
 
-# ONNX Runtime's type strings -> V2 datatype names.
-ONNX_TO_V2: dict[str, str] = {
-    "tensor(bool)": "BOOL",
-    "tensor(uint8)": "UINT8",
-    "tensor(uint16)": "UINT16",
-    "tensor(uint32)": "UINT32",
-    "tensor(uint64)": "UINT64",
-    "tensor(int8)": "INT8",
-    "tensor(int16)": "INT16",
-    "tensor(int32)": "INT32",
-    "tensor(int64)": "INT64",
-    "tensor(float16)": "FP16",
-    "tensor(float)": "FP32",
-    "tensor(double)": "FP64",
-}
+# The fixed-width datatypes (the bench generates numeric rows only), from the gateway's one table.
+V2_TO_NUMPY: dict[str, np.dtype] = {d.name: d.dtype for d in BY_NAME.values() if not d.is_bytes}
+ONNX_TO_V2: dict[str, str] = {t: d.name for t, d in BY_ORT_TYPE.items() if not d.is_bytes}
 
 
 class ModelSpecError(ValueError):
