@@ -1,0 +1,1 @@
+"""Governance: the append-only journal, identities, roles and approvals."""
