@@ -18,24 +18,18 @@ import asyncio
 import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from time import perf_counter_ns
 from typing import Any, TypeVar
 
-import numpy as np
-import orjson
-
-from gateway.backends.base import Backend
-from gateway.backends.onnx import OnnxBackend
-from gateway.batching import BatchError, DynamicBatcher
-from gateway.config import ModelConfig, ServerConfig
+from gateway.batching import BatchError
+from gateway.config import ServerConfig
 from gateway.errors import GatewayError, ModelFailure, ModelNotFound, ModelNotReady
-from gateway.protocol.datatypes import BY_NAME
-from gateway.protocol.types import InferOutput, InferRequest, InferResponse, ModelSignature
+from gateway.loading import LoadedVersion, open_backend, serve_version
+from gateway.protocol.types import InferOutput, InferRequest, InferResponse
 from gateway.protocol.validation import check_request
 from gateway.repository import VersionSource
-from gateway.statistics import VersionStats
 from gateway.tracing import RequestMarks, make_tracer
 
 logger = logging.getLogger("modelgate")
@@ -53,24 +47,6 @@ class ModelState(enum.Enum):
     LOADING = "LOADING"
     READY = "READY"
     UNAVAILABLE = "UNAVAILABLE"
-
-
-@dataclass(frozen=True)
-class LoadedVersion:
-    """What the request path needs of a READY version, fixed at load time."""
-
-    name: str
-    version: str
-    config: ModelConfig  # max_batch_size is 0 when the signature cannot batch
-    backend: Backend
-    batcher: DynamicBatcher
-    stats: VersionStats
-    # output name -> (position in the backend's outputs, V2 datatype)
-    outputs: dict[str, tuple[int, str]]
-
-    @property
-    def signature(self) -> ModelSignature:
-        return self.backend.signature
 
 
 @dataclass
@@ -104,11 +80,11 @@ class InferenceService:
                 self._fail(entry, source.problem)
                 continue
             try:
-                backend = await asyncio.to_thread(_load_and_warm_up, source)
+                backend = await asyncio.to_thread(open_backend, source)
             except Exception as error:  # any load failure is reported per version, not fatal
                 self._fail(entry, f"{type(error).__name__}: {error}")
                 continue
-            entry.loaded = _serve(source, backend)
+            entry.loaded = serve_version(source, backend)
             entry.state = ModelState.READY
             logger.info("loaded %s version %s", source.model, source.version)
         self._loaded = True
@@ -276,67 +252,3 @@ class InferenceService:
 
     def loaded_versions(self) -> list[LoadedVersion]:
         return [v.loaded for vs in self._models.values() for v in vs.values() if v.loaded]
-
-
-def _batchable(signature: ModelSignature) -> bool:
-    """Batching needs a dynamic first dimension on every input and output to merge and split."""
-    return all(t.shape and t.shape[0] == -1 for t in (*signature.inputs, *signature.outputs))
-
-
-def _serve(source: VersionSource, backend: Backend) -> LoadedVersion:
-    signature = backend.signature
-    config = source.config
-    if not _batchable(signature):
-        config = replace(config, max_batch_size=0)
-    stats = VersionStats()
-    batcher = DynamicBatcher(
-        backend.run,
-        name=f"{source.model}-{source.version}",
-        max_batch_size=config.max_batch_size,
-        max_queue_delay_ns=config.max_queue_delay_us * 1000,
-        instances=config.instances,
-        on_batch=stats.record_batch,
-    )
-    outputs = {t.name: (i, t.datatype) for i, t in enumerate(signature.outputs)}
-    return LoadedVersion(source.model, source.version, config, backend, batcher, stats, outputs)
-
-
-def _load_and_warm_up(source: VersionSource) -> Backend:
-    """Worker thread: open the session and run the warm-up samples through it, one by one and
-    then as one batch, so the first client request finds every allocation made."""
-    backend = OnnxBackend(source.model_file, source.config)
-    samples = _warmup_samples(source, backend.signature)
-    for sample in samples:
-        backend.run(backend.adapt(dict(sample)))
-    if len(samples) > 1 and _batchable(backend.signature) and source.config.max_batch_size:
-        batch = {n: np.concatenate([s[n] for s in samples]) for n in samples[0]}
-        backend.run(backend.adapt(batch))
-    return backend
-
-
-def _warmup_samples(
-    source: VersionSource, signature: ModelSignature
-) -> list[dict[str, np.ndarray]]:
-    config = source.config
-    if config.warmup_file:
-        rows_by_input = orjson.loads((source.folder.parent / config.warmup_file).read_bytes())
-        count = min(len(rows) for rows in rows_by_input.values())
-        return [
-            {
-                t.name: np.asarray([rows_by_input[t.name][i]], dtype=BY_NAME[t.datatype].dtype)
-                for t in signature.inputs
-            }
-            for i in range(count)
-        ]
-    shapes = {t.name: tuple(1 if d == -1 else d for d in t.shape) for t in signature.inputs}
-    samples = []
-    for _ in range(config.warmup_samples):
-        sample = {}
-        for t in signature.inputs:
-            datatype = BY_NAME[t.datatype]
-            if datatype.is_bytes:
-                sample[t.name] = np.full(shapes[t.name], b"", dtype=object)
-            else:
-                sample[t.name] = np.zeros(shapes[t.name], dtype=datatype.dtype)
-        samples.append(sample)
-    return samples
