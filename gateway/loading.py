@@ -3,7 +3,9 @@ needs of it. Runs on the control path; `open_backend` blocks and runs in a worke
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -12,10 +14,25 @@ from gateway.backends.base import Backend
 from gateway.backends.onnx import OnnxBackend
 from gateway.batching import DynamicBatcher
 from gateway.config import ModelConfig
+from gateway.monitoring.profile import load_profile
 from gateway.protocol.datatypes import BY_NAME
 from gateway.protocol.types import ModelSignature
 from gateway.repository import VersionSource
 from gateway.statistics import VersionStats
+
+
+@dataclass(frozen=True)
+class VersionIdentity:
+    """What a prediction record names to trace an answer to the exact model that gave it."""
+
+    content_hash: str  # hex SHA-256 of the model file
+    profile_id: str  # id of the training-data profile next to the model file, "" if none
+
+
+@dataclass(frozen=True)
+class OpenedVersion:
+    backend: Backend
+    identity: VersionIdentity
 
 
 @dataclass(frozen=True)
@@ -30,6 +47,7 @@ class LoadedVersion:
     stats: VersionStats
     # output name -> (position in the backend's outputs, V2 datatype)
     outputs: dict[str, tuple[int, str]]
+    identity: VersionIdentity
 
     @property
     def signature(self) -> ModelSignature:
@@ -41,8 +59,9 @@ def _batchable(signature: ModelSignature) -> bool:
     return all(t.shape and t.shape[0] == -1 for t in (*signature.inputs, *signature.outputs))
 
 
-def serve_version(source: VersionSource, backend: Backend) -> LoadedVersion:
+def serve_version(source: VersionSource, opened: OpenedVersion) -> LoadedVersion:
     """Event loop: wrap an opened backend with its batcher and statistics."""
+    backend = opened.backend
     signature = backend.signature
     config = source.config
     if not _batchable(signature):
@@ -57,12 +76,16 @@ def serve_version(source: VersionSource, backend: Backend) -> LoadedVersion:
         on_batch=stats.record_batch,
     )
     outputs = {t.name: (i, t.datatype) for i, t in enumerate(signature.outputs)}
-    return LoadedVersion(source.model, source.version, config, backend, batcher, stats, outputs)
+    return LoadedVersion(
+        source.model, source.version, config, backend, batcher, stats, outputs, opened.identity
+    )
 
 
-def open_backend(source: VersionSource) -> Backend:
-    """Worker thread: open the session and run the warm-up samples through it, one by one and
-    then as one batch, so the first client request finds every allocation made."""
+def open_backend(source: VersionSource) -> OpenedVersion:
+    """Worker thread: hash the model file, read its profile's id, open the session and run the
+    warm-up samples through it, one by one and then as one batch, so the first client request
+    finds every allocation made. Raises whatever loading or warm-up raises."""
+    identity = VersionIdentity(_file_sha256(source.model_file), _profile_id(source.profile_file))
     backend = OnnxBackend(source.model_file, source.config)
     samples = _warmup_samples(source, backend.signature)
     for sample in samples:
@@ -70,7 +93,19 @@ def open_backend(source: VersionSource) -> Backend:
     if len(samples) > 1 and _batchable(backend.signature) and source.config.max_batch_size:
         batch = {n: np.concatenate([s[n] for s in samples]) for n in samples[0]}
         backend.run(backend.adapt(batch))
-    return backend
+    return OpenedVersion(backend, identity)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _profile_id(path: Path) -> str:
+    return str(load_profile(path)["id"]) if path.is_file() else ""
 
 
 def _warmup_samples(

@@ -9,6 +9,7 @@ from pathlib import Path
 from gateway.config import ConfigError, ModelConfig, from_mapping, read_toml
 
 MODEL_FILE = "model.onnx"
+PROFILE_FILE = "profile.json"  # the version's training-data profile, optional
 CONFIG_FILE = "config.toml"
 
 
@@ -26,6 +27,10 @@ class VersionSource:
     @property
     def model_file(self) -> Path:
         return self.folder / MODEL_FILE
+
+    @property
+    def profile_file(self) -> Path:
+        return self.folder / PROFILE_FILE
 
 
 def scan(root: Path, defaults: ModelConfig) -> list[VersionSource]:

@@ -80,11 +80,11 @@ class InferenceService:
                 self._fail(entry, source.problem)
                 continue
             try:
-                backend = await asyncio.to_thread(open_backend, source)
+                opened = await asyncio.to_thread(open_backend, source)
             except Exception as error:  # any load failure is reported per version, not fatal
                 self._fail(entry, f"{type(error).__name__}: {error}")
                 continue
-            entry.loaded = serve_version(source, backend)
+            entry.loaded = serve_version(source, opened)
             entry.state = ModelState.READY
             logger.info("loaded %s version %s", source.model, source.version)
         self._loaded = True
