@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from gateway.config import ConfigError, ServerConfig, load_server_config
+from gateway.governance.records import JournalError
 
 DEFAULTS = ServerConfig()
 
@@ -39,6 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--access-log", action="store_const", const=True, help="log one JSON line per request"
     )
+    serve.add_argument(
+        "--journal", help=f"journal folder (journal.path, default {DEFAULTS.journal.path})"
+    )
+    serve.add_argument(
+        "--accept-damage",
+        action="store_const",
+        const=True,
+        help="start even though the journal is damaged (journal.accept_damage)",
+    )
 
     commands.add_parser(
         "bench",
@@ -46,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     return parser
+
+
+def _given(**values: object) -> dict[str, object] | None:
+    """The options that were given, as a nested config table (None when none was)."""
+    given = {key: value for key, value in values.items() if value is not None}
+    return given or None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             grpc_port=args.grpc_port,
             log_level=args.log_level,
             access_log=args.access_log,
+            journal=_given(path=args.journal, accept_damage=args.accept_damage),
         )
     except ConfigError as error:
         print(f"modelgate: {error}", file=sys.stderr)
@@ -80,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"modelgate: {error}", file=sys.stderr)
         return 2
+    except JournalError as error:
+        print(f"modelgate: journal: {error}", file=sys.stderr)
+        return 1
     except OSError as error:
         print(f"modelgate: {error}", file=sys.stderr)
         return 1

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+RECORD_CAPTURES = ("none", "digest", "full", "sampled")  # see governance/predictions.py
+
 
 class ConfigError(ValueError):
     """A configuration file or value is invalid; the message names the key."""
@@ -32,6 +34,9 @@ class ModelConfig:
     warmup_file: str = ""  # JSON of sample inputs ({input: rows}), relative to the model folder
     warmup_samples: int = 1  # samples generated from the metadata when there is no warmup_file
     shapes: dict[str, list[int]] = field(default_factory=dict)  # tensor name -> declared shape
+    record_capture: str = "digest"  # prediction records keep: none | digest | full | sampled
+    record_sample_percent: float = 1.0  # with record_capture = sampled: share kept in full
+    record_durable: bool = False  # answer only once the prediction record is on disk
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_queue_delay_us", "warmup_samples"):
@@ -40,6 +45,10 @@ class ModelConfig:
         for name in ("instances", "intra_op_threads", "inter_op_threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if self.record_capture not in RECORD_CAPTURES:
+            raise ConfigError(f"record_capture must be one of {', '.join(RECORD_CAPTURES)}")
+        if not 0.0 <= self.record_sample_percent <= 100.0:
+            raise ConfigError("record_sample_percent must lie in [0, 100]")
         for tensor, shape in self.shapes.items():
             if not isinstance(shape, list) or not all(
                 isinstance(d, int) and d >= -1 for d in shape
@@ -64,6 +73,33 @@ class TracingConfig:
 
 
 @dataclass(frozen=True)
+class JournalConfig:
+    """`[journal]`: the append-only record of every admin operation and every prediction."""
+
+    enabled: bool = True
+    path: str = "journal"  # folder of segments, checkpoints and (by default) the signing key
+    fsync: str = "batch"  # batch: one fsync per group | interval | off (tests only)
+    fsync_interval_ms: int = 10  # with fsync = interval: the longest a written record waits
+    segment_bytes: int = 64 * 1024 * 1024  # a segment is closed once it reaches this size
+    queue_limit: int = 65_536  # records waiting for the writer; beyond, requests wait or fail
+    when_full: str = "wait"  # wait (back-pressure: requests slow) | fail (503, fail closed)
+    retention_days: int = 183  # exported segments older than this may be deleted (EU AI Act 19)
+    accept_damage: bool = False  # start on a damaged journal anyway (--accept-damage)
+    checkpoint_every: int = 1000  # records of a stream between signed checkpoints
+    checkpoint_interval_s: float = 10.0  # or this long after the last one, when records came in
+    signing_key: str = ""  # Ed25519 PEM; default <path>/signing-key.pem, created on first start
+    key_name: str = "modelgate.journal"  # the signer's name in checkpoint notes
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 1:
+            raise ConfigError("journal.checkpoint_every must be >= 1")
+        if self.checkpoint_interval_s <= 0:
+            raise ConfigError("journal.checkpoint_interval_s must be > 0")
+        if not self.key_name or any(c.isspace() or c == "+" for c in self.key_name):
+            raise ConfigError("journal.key_name must be non-empty, without spaces or '+'")
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     repository: str = "examples/models"  # folder of <model>/<version>/model.onnx
     host: str = "0.0.0.0"
@@ -74,6 +110,7 @@ class ServerConfig:
     access_log: bool = False  # one JSON line per request on the `modelgate.access` logger
     log_level: str = "info"
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    journal: JournalConfig = field(default_factory=JournalConfig)
     model_defaults: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:

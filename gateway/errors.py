@@ -39,6 +39,14 @@ class ModelNotFound(GatewayError):
         self.version = version
 
 
+class PredictionNotFound(GatewayError):
+    kind = ErrorKind.NOT_FOUND
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"no prediction record for request id '{request_id}'")
+        self.request_id = request_id
+
+
 class InvalidInput(GatewayError):
     """The request is malformed or does not fit the model; `tensor` names the culprit if any."""
 

@@ -15,7 +15,8 @@ import uvloop
 from aiohttp import web
 
 from gateway.config import ServerConfig
-from gateway.repository import scan
+from gateway.governance.ledger import Ledger
+from gateway.repository import VersionSource, scan
 from gateway.serving import InferenceService
 from gateway.transport.grpc import create_server
 from gateway.transport.http import create_app
@@ -28,18 +29,38 @@ SHUTDOWN_GRACE_S = 5.0
 async def serve(config: ServerConfig) -> None:
     """Serve until SIGINT or SIGTERM. The ports open before the models load, so liveness answers
     during loading and readiness turns true once loading is done. Raises ConfigError, before
-    opening any port, when the repository folder is unusable."""
+    opening any port, when the repository folder is unusable, and JournalError when the journal
+    cannot be opened (damaged, or held by another process)."""
     sources = scan(Path(config.repository), config.model_defaults)
-    service = InferenceService(config)
+    ledger = None
+    if config.journal.enabled:
+        ledger = await asyncio.to_thread(Ledger.open, config.journal)
+        logger.info("journal: %s, checkpoints signed by %s", ledger.root, ledger.key.verifier_key())
+    try:
+        await _serve(config, sources, InferenceService(config, ledger))
+    finally:
+        # after the servers drained: every answered request's record is queued by now
+        if ledger is not None:
+            await asyncio.to_thread(ledger.close)
+
+
+async def _serve(
+    config: ServerConfig, sources: list[VersionSource], service: InferenceService
+) -> None:
     runner = web.AppRunner(create_app(service), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.http_port)
-    await site.start()
-    http_port = runner.addresses[0][1]
-    grpc_endpoint = create_server(service, f"{config.host}:{config.grpc_port}")
-    grpc_port = grpc_endpoint.port
+    try:
+        await site.start()
+        http_port = runner.addresses[0][1]
+        grpc_endpoint = create_server(service, f"{config.host}:{config.grpc_port}")
+    except BaseException:
+        await runner.cleanup()
+        await service.close()
+        raise
     await grpc_endpoint.server.start()
     await grpc_endpoint.publish_readiness(False)
+    grpc_port = grpc_endpoint.port
     logger.info("listening: HTTP %s:%d, gRPC %s:%d", config.host, http_port, config.host, grpc_port)
 
     stop = asyncio.Event()

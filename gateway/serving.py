@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
@@ -25,7 +26,15 @@ from typing import Any, TypeVar
 
 from gateway.batching import BatchError
 from gateway.config import ServerConfig
-from gateway.errors import GatewayError, ModelFailure, ModelNotFound, ModelNotReady
+from gateway.errors import (
+    GatewayError,
+    ModelFailure,
+    ModelNotFound,
+    ModelNotReady,
+    PredictionNotFound,
+)
+from gateway.governance.ledger import PREDICTIONS, Ledger
+from gateway.governance.predictions import prediction_payload
 from gateway.loading import LoadedVersion, open_backend, serve_version
 from gateway.protocol.types import InferOutput, InferRequest, InferResponse
 from gateway.protocol.validation import check_request
@@ -35,6 +44,7 @@ from gateway.tracing import RequestMarks, make_tracer
 logger = logging.getLogger("modelgate")
 
 SERVER_NAME = "modelgate"
+ANONYMOUS = "anonymous"  # the principal until identities exist
 # Only extensions served in full on both transports; HTTP also answers Triton's model
 # configuration (GET .../config) and the repository index, which are partial.
 EXTENSIONS = ("binary_tensor_data", "parameters", "statistics")
@@ -61,12 +71,13 @@ class ModelVersion:
 
 
 class InferenceService:
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, ledger: Ledger | None = None) -> None:
         self.config = config
         self.server_version = package_version("modelgate")
         self._models: dict[str, dict[str, ModelVersion]] = {}
         self._loaded = False
         self._tracer = make_tracer(config.tracing)
+        self._ledger = ledger
 
     # ---- control: loading ---------------------------------------------------------------
 
@@ -130,9 +141,13 @@ class InferenceService:
                 model_name=target.name,
                 model_version=target.version,
                 outputs=[InferOutput(name, dt, outputs[i]) for name, i, dt in chosen],
-                id=request.id,
+                # with a ledger every answer is traceable: a request without an id gets one
+                id=request.id or (uuid.uuid4().hex if self._ledger else ""),
             )
             result = encode(response, wire)
+            if self._ledger is not None:
+                routing = "pinned" if version else "latest"
+                await self._record(self._ledger, target, request, response, started, routing)
         except GatewayError:
             target.stats.record_failure(perf_counter_ns() - started)
             raise
@@ -142,6 +157,48 @@ class InferenceService:
             marks = RequestMarks(started, decoded, inferred, encoded)
             self._tracer.record(target.name, target.version, request.id, marks, timing)
         return result
+
+    @staticmethod
+    async def _record(
+        ledger: Ledger,
+        target: LoadedVersion,
+        request: InferRequest,
+        response: InferResponse,
+        started: int,
+        routing: str,
+    ) -> None:
+        """Journal the prediction: queued without waiting (back-pressure only when the queue is
+        full), or, for a model with record_durable, awaited until it is on disk."""
+        config = target.config
+        payload = prediction_payload(
+            request,
+            response,
+            capture=config.record_capture,
+            sample_percent=config.record_sample_percent,
+            content_hash=target.identity.content_hash,
+            profile_id=target.identity.profile_id,
+            latency_ns=perf_counter_ns() - started,
+            routing=routing,
+        )
+        await ledger.journal.append(
+            PREDICTIONS, "prediction", ANONYMOUS, payload, durable=config.record_durable
+        )
+
+    async def prediction(self, request_id: str) -> dict[str, Any]:
+        """The prediction record of `request_id` (the traceability API). Raises NotFound."""
+        record = None
+        if self._ledger is not None:
+            record = await asyncio.to_thread(self._ledger.find_prediction, request_id)
+        if record is None:
+            raise PredictionNotFound(request_id)
+        return {
+            "stream": record.stream,
+            "seq": record.seq,
+            "hash": record.hash,
+            "time_ns": record.time_ns,
+            "actor": record.actor,
+            **record.payload,
+        }
 
     def resolve(self, model: str, version: str | None = None) -> LoadedVersion:
         """The version that serves `model` (the highest READY one when `version` is None).

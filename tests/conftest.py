@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -54,6 +55,7 @@ class Server:
 
     process: subprocess.Popen[str]
     repository: Path
+    journal: Path
     http_port: int = 0
     grpc_port: int = 0
     ready_line: str = ""
@@ -136,6 +138,9 @@ def start_server(
         "--grpc-port",
         "0",
     ]
+    # every gateway gets a journal of its own (one process may hold a journal at a time)
+    journal = Path(tempfile.mkdtemp(prefix="journal-", dir=config_dir or repository.parent))
+    command += ["--journal", str(journal)]
     if config:
         config_file = (config_dir or repository.parent) / f"server-{os.urandom(4).hex()}.toml"
         config_file.write_text(config)
@@ -152,7 +157,7 @@ def start_server(
         encoding="utf-8",
         errors="replace",
     )
-    server = Server(process, repository)
+    server = Server(process, repository, journal)
     reader = threading.Thread(target=server._read, name="gateway-stderr", daemon=True)
     reader.start()
     try:

@@ -6,6 +6,7 @@ Every inference answer is compared with a direct onnxruntime session on the same
 
 from __future__ import annotations
 
+import re
 import tomllib
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -362,7 +363,7 @@ def test_id_is_echoed_and_parameters_accepted(client, http_url):
         parameters={"note": "any text", "level": 3, "flag": True},
     )
     assert result.get_response()["id"] == request_id
-    # without an id none is made up
+    # without an id the gateway makes one, so that the answer can be traced in the journal
     body = {
         "inputs": [
             {"name": "features", "shape": [1, 20], "datatype": "FP32", "data": features.tolist()}
@@ -370,7 +371,10 @@ def test_id_is_echoed_and_parameters_accepted(client, http_url):
     }
     answer = http_request("POST", f"{http_url}/v2/models/credit_risk/infer", body)
     assert answer.status == 200
-    assert answer.json().get("id", "") == ""
+    made_up = answer.json()["id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", made_up)
+    again = http_request("POST", f"{http_url}/v2/models/credit_risk/infer", body)
+    assert again.json()["id"] != made_up
 
 
 @pytest.mark.parametrize("version", ["1", "2"])

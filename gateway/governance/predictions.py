@@ -23,7 +23,6 @@ from gateway.codecs.tensors import raw_from_array, values_from_array
 from gateway.protocol.datatypes import BY_NAME
 from gateway.protocol.types import InferInput, InferOutput, InferRequest, InferResponse
 
-CAPTURE_POLICIES = ("none", "digest", "full", "sampled")
 _SHAPE_DIM = struct.Struct("<q")
 
 

@@ -88,6 +88,7 @@ def create_app(service: InferenceService) -> web.Application:
     app.router.add_get("/v2/models/stats", routes.statistics)
     app.router.add_post("/v2/repository/index", routes.repository_index)
     app.router.add_get("/metrics", routes.metrics)
+    app.router.add_get("/v2/predictions/{request_id}", routes.prediction)
     for prefix in (model, versioned):
         app.router.add_get(prefix, routes.model_metadata)
         app.router.add_get(prefix + "/ready", routes.model_ready)
@@ -156,6 +157,9 @@ class _Routes:
             options = rest.decode_object(body)
             ready_only = options.get("ready", False) is True
         return _json(self._service.repository_index(ready_only))
+
+    async def prediction(self, request: web.Request) -> web.Response:
+        return _json(await self._service.prediction(request.match_info["request_id"]))
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(
