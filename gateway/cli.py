@@ -6,10 +6,38 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
+
 from gateway.config import ConfigError, ServerConfig, load_server_config
-from gateway.governance.records import JournalError
+from gateway.governance.checkpoints import CheckpointError, NoteKey
+from gateway.governance.ledger import (
+    ADMIN,
+    PREDICTIONS,
+    LedgerError,
+    iter_records,
+    prove,
+    public_key,
+    verify_ledger,
+    verify_proof,
+)
+from gateway.governance.merkle import ProofError
+from gateway.governance.records import JournalError, Record
+
+STREAMS = (ADMIN, PREDICTIONS)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# what a journal command reports as a failed check or bad input (exit status 1), not a crash
+JOURNAL_FAILURES = (
+    ConfigError,
+    JournalError,
+    LedgerError,
+    CheckpointError,
+    ProofError,
+    OSError,
+    orjson.JSONDecodeError,
+)
 
 DEFAULTS = ServerConfig()
 
@@ -50,12 +78,104 @@ def _parser() -> argparse.ArgumentParser:
         help="start even though the journal is damaged (journal.accept_damage)",
     )
 
+    _journal_parser(commands)
     commands.add_parser(
         "bench",
         help="load generator and peer comparison (see `modelgate bench --help`)",
         add_help=False,
     )
     return parser
+
+
+def _journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    journal = commands.add_parser("journal", help="check, read and prove the journal")
+    journal.add_argument("--config", type=Path, help="server config file (its [journal] table)")
+    journal.add_argument("--journal", help=f"journal folder (default {DEFAULTS.journal.path})")
+    journal.add_argument(
+        "--key",
+        help="trusted verifier key (<name>+<id>+<key>, as the server logs it at start); "
+        "default: derived from the journal's own signing key file",
+    )
+    actions = journal.add_subparsers(dest="action", required=True)
+    actions.add_parser("verify", help="recompute chains, trees and checkpoint signatures")
+    for name, text in (("show", "print records"), ("export", "write records for archiving")):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--stream", choices=STREAMS, default=PREDICTIONS)
+        action.add_argument("--since", help="ISO 8601 time (inclusive)")
+        action.add_argument("--until", help="ISO 8601 time (exclusive)")
+        action.add_argument("--format", choices=("jsonl",), default="jsonl")
+    tail = actions.add_parser("tail", help="print the last records")
+    tail.add_argument("--stream", choices=STREAMS, default=PREDICTIONS)
+    tail.add_argument("-n", type=int, default=10, help="how many (default 10)")
+    prove = actions.add_parser("prove", help="a prediction record with its inclusion proof")
+    prove.add_argument("request_id")
+    check = actions.add_parser("verify-proof", help="check a `prove` document offline")
+    check.add_argument("file", type=Path, help="the JSON that `prove` printed ('-': stdin)")
+
+
+def _journal(args: argparse.Namespace) -> int:
+    """`modelgate journal ...`: exit 0 when what was asked holds, 1 when a check fails."""
+    config = load_server_config(args.config, journal=_given(path=args.journal)).journal
+    root = Path(config.path)
+    key = NoteKey.parse(args.key) if args.key else None
+    if args.action == "verify-proof":
+        text = sys.stdin.read() if str(args.file) == "-" else args.file.read_text()
+        if key is None:
+            # the key inside the document proves nothing: whoever forged it chose that key too
+            raise ConfigError("pass --key: the verifier key you trust (the server logs it)")
+        document = orjson.loads(text)
+        checkpoint = verify_proof(document, key)
+        print(
+            f"ok: record {document['leaf_index'] + 1} is in {checkpoint.origin} "
+            f"at size {checkpoint.size}, signed by {key.name}"
+        )
+        return 0
+    if not root.is_dir():
+        raise ConfigError(f"no journal at {root}")
+    key = key or public_key(root, config)
+    if args.action == "verify":
+        for stream, found in verify_ledger(root, key).items():
+            print(f"{stream}: {found['records']} records, {found['checkpoints']} checkpoints: ok")
+        return 0
+    if args.action == "prove":
+        sys.stdout.write(
+            orjson.dumps(prove(root, key, args.request_id), option=orjson.OPT_INDENT_2).decode()
+            + "\n"
+        )
+        return 0
+    if args.action == "tail":
+        records = list(iter_records(root, args.stream))[-args.n :] if args.n > 0 else []
+    else:
+        records = iter_records(root, args.stream, _time_ns(args.since), _time_ns(args.until))
+    for record in records:
+        sys.stdout.write(orjson.dumps(_record_json(record)).decode() + "\n")
+    return 0
+
+
+def _record_json(record: Record) -> dict[str, object]:
+    return {
+        "stream": record.stream,
+        "seq": record.seq,
+        # floored to the microsecond, so that `--since` with this time includes the record
+        "time": (EPOCH + timedelta(microseconds=record.time_ns // 1000)).isoformat(),
+        "kind": record.kind,
+        "actor": record.actor,
+        "payload": record.payload,
+        "prev": record.prev,
+        "hash": record.hash,
+    }
+
+
+def _time_ns(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def _given(**values: object) -> dict[str, object] | None:
@@ -71,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command == "journal":
+        try:
+            return _journal(args)
+        except JOURNAL_FAILURES as error:
+            print(f"modelgate journal {args.action}: {error}", file=sys.stderr)
+            return 1
     try:
         config = load_server_config(
             args.config,

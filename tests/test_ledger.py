@@ -1,0 +1,173 @@
+"""The ledger: trees and signed checkpoints over the journal, offline verification, inclusion
+proofs, and the CLI that drives them; each fault names what is wrong."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.config import JournalConfig
+from gateway.governance import merkle
+from gateway.governance.checkpoints import CheckpointError, NoteKey, sign_checkpoint
+from gateway.governance.ledger import (
+    PREDICTIONS,
+    Ledger,
+    LedgerError,
+    prove,
+    read_checkpoints,
+    verify_ledger,
+    verify_proof,
+)
+from gateway.governance.records import JournalCorrupt
+from gateway.governance.segments import MAGIC
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _config(root: Path, **changes: object) -> JournalConfig:
+    return dataclasses.replace(JournalConfig(path=str(root), checkpoint_every=4), **changes)
+
+
+async def _filled(root: Path, count: int = 10, **changes: object) -> NoteKey:
+    ledger = Ledger.open(_config(root, **changes))
+    for i in range(count):
+        payload = {"request_id": f"req-{i}", "model": "m", "version": "1"}
+        await ledger.journal.append(PREDICTIONS, "prediction", "tester", payload, durable=True)
+    key = ledger.key
+    ledger.close()
+    return key
+
+
+async def test_checkpoints_are_signed_every_n_records_and_on_close(tmp_path: Path) -> None:
+    key = await _filled(tmp_path, 10)
+    sizes = [s.checkpoint.size for s in read_checkpoints(tmp_path, PREDICTIONS, key)]
+    # every 4 records (the writer may take several records per group), and the rest on close
+    assert sizes[-1] == 10 and sizes == sorted(sizes) and len(sizes) >= 3
+    assert verify_ledger(tmp_path, key)[PREDICTIONS] == {"records": 10, "checkpoints": len(sizes)}
+
+
+async def test_reopening_rebuilds_the_tree_and_the_request_index(tmp_path: Path) -> None:
+    await _filled(tmp_path, 6)
+    ledger = Ledger.open(_config(tmp_path))
+    try:
+        found = ledger.find_prediction("req-4")
+        assert found is not None and found.seq == 5 and found.payload["request_id"] == "req-4"
+        assert ledger.find_prediction("req-404") is None
+        await ledger.journal.append(PREDICTIONS, "prediction", "t", {"request_id": "new"})
+    finally:
+        ledger.close()
+    assert verify_ledger(tmp_path, ledger.key)[PREDICTIONS]["records"] == 7
+
+
+async def test_a_proof_verifies_offline_and_every_forgery_is_named(tmp_path: Path) -> None:
+    key = await _filled(tmp_path, 9)
+    document = prove(tmp_path, key, "req-3")
+    assert document["leaf_index"] == 3 and document["tree_size"] == 9
+    assert verify_proof(document, key).size == 9
+
+    forged_record = {**document, "record": document["record"].replace("req-3", "req-4")}
+    with pytest.raises(merkle.RootMismatchError):
+        verify_proof(forged_record, key)
+    other_size = {**document, "tree_size": 8}
+    with pytest.raises(LedgerError, match="tree size"):
+        verify_proof(other_size, key)
+    other_key = NoteKey("modelgate.journal", Ed25519PrivateKey.generate().public_key())
+    with pytest.raises(CheckpointError, match="no signature"):
+        verify_proof(document, other_key)
+    with pytest.raises(LedgerError, match="not a proof"):
+        verify_proof({"record": 1}, key)
+    with pytest.raises(LedgerError, match="no prediction record"):
+        prove(tmp_path, key, "req-99")
+
+
+async def test_a_checkpoint_signed_with_another_key_fails_verification(tmp_path: Path) -> None:
+    key = await _filled(tmp_path, 5)
+    intruder = Ed25519PrivateKey.generate()
+    forged = sign_checkpoint(
+        read_checkpoints(tmp_path, PREDICTIONS, key)[-1].checkpoint, key.name, intruder
+    )
+    with (tmp_path / "checkpoints" / f"{PREDICTIONS}.jsonl").open("ab") as file:
+        file.write(orjson.dumps({"size": 5, "note": forged}) + b"\n")
+    with pytest.raises(LedgerError, match=r"line .*no signature by the trusted key"):
+        verify_ledger(tmp_path, key)
+
+
+async def test_records_cut_off_at_a_frame_boundary_are_caught_by_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    key = await _filled(tmp_path, 8)
+    (segment,) = (tmp_path / PREDICTIONS).glob("*.seg")
+    data = segment.read_bytes()
+    segment.write_bytes(data[: data.rindex(MAGIC)])  # the last record, removed cleanly
+    with pytest.raises(LedgerError, match="covers 8 records but the stream holds 7"):
+        verify_ledger(tmp_path, key)
+
+
+async def test_a_changed_record_is_named(tmp_path: Path) -> None:
+    key = await _filled(tmp_path, 8)
+    (segment,) = (tmp_path / PREDICTIONS).glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    at = data.index(b"req-2")
+    data[at + 4] ^= 0x01  # req-2 -> req-3 inside a middle record
+    segment.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt) as caught:
+        verify_ledger(tmp_path, key)
+    assert caught.value.seq == 3
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", "journal", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_cli_verify_show_tail_prove_and_verify_proof(tmp_path: Path) -> None:
+    key = await _filled(tmp_path, 6)
+    journal = ["--journal", str(tmp_path)]
+
+    verified = _cli(*journal, "verify")
+    assert verified.returncode == 0, verified.stderr
+    assert "predictions: 6 records" in verified.stdout
+
+    shown = [json.loads(line) for line in _cli(*journal, "show").stdout.splitlines()]
+    assert [r["payload"]["request_id"] for r in shown] == [f"req-{i}" for i in range(6)]
+    assert all(r["prev"] == p["hash"] for p, r in itertools.pairwise(shown))
+    later = _cli(*journal, "show", "--since", shown[3]["time"]).stdout.splitlines()
+    assert [json.loads(line)["seq"] for line in later] == [4, 5, 6]
+    tail = _cli(*journal, "tail", "-n", "2").stdout.splitlines()
+    assert [json.loads(line)["seq"] for line in tail] == [5, 6]
+
+    proof = _cli(*journal, "prove", "req-2")
+    assert proof.returncode == 0, proof.stderr
+    proof_file = tmp_path / "proof.json"
+    proof_file.write_text(proof.stdout)
+    trusted = ["--key", key.verifier_key()]
+    checked = _cli(*trusted, "verify-proof", str(proof_file))
+    assert (
+        checked.returncode == 0 and "record 3 is in modelgate.journal/predictions" in checked.stdout
+    )
+    untrusted = _cli("verify-proof", str(proof_file))
+    assert untrusted.returncode == 1 and "pass --key" in untrusted.stderr
+    proof_file.write_text(proof.stdout.replace("req-2", "req-5"))
+    forged = _cli(*trusted, "verify-proof", str(proof_file))
+    assert forged.returncode == 1 and "root mismatch" in forged.stderr
+    assert "Traceback" not in forged.stderr
+
+    (segment,) = (tmp_path / PREDICTIONS).glob("*.seg")
+    data = segment.read_bytes()
+    segment.write_bytes(data[: data.rindex(MAGIC)])
+    broken = _cli(*journal, "verify")
+    assert broken.returncode == 1 and "records were removed from its end" in broken.stderr
