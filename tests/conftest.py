@@ -107,9 +107,9 @@ class Server:
         self._ready.set()  # the process ended: stop waiting
 
 
-def _stop(server: Server) -> int:
+def _stop(server: Server, signum: int = signal.SIGTERM) -> int:
     if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signum)
     try:
         return server.process.wait(timeout=STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -120,10 +120,16 @@ def _stop(server: Server) -> int:
 
 @contextlib.contextmanager
 def start_server(
-    repository: Path, config: str = "", *, config_dir: Path | None = None, expect_ready: bool = True
+    repository: Path,
+    config: str = "",
+    *,
+    config_dir: Path | None = None,
+    expect_ready: bool = True,
+    kill_signal: int = signal.SIGTERM,
 ) -> Iterator[Server]:
     """Run `python -m gateway serve` on `repository` with the TOML text `config`, yield it once
-    it reports readiness, then stop it with SIGTERM and assert it exits with status 0."""
+    it reports readiness, then stop it with `kill_signal` and assert it exits as it should: with
+    status 0 after SIGTERM, killed by the signal otherwise (a crash, for recovery tests)."""
     command = [
         sys.executable,
         "-m",
@@ -169,9 +175,10 @@ def start_server(
             pytest.fail(f"the gateway did not become ready:\n{server.log()}")
         yield server
     finally:
-        status = _stop(server)
+        status = _stop(server, kill_signal)
         reader.join(timeout=STOP_TIMEOUT_S)
-    assert status == 0, f"the gateway exited with status {status}:\n{server.log()}"
+    expected = 0 if kill_signal == signal.SIGTERM else -kill_signal
+    assert status == expected, f"the gateway exited with status {status}:\n{server.log()}"
 
 
 def copy_credit_risk(

@@ -1,0 +1,113 @@
+"""Every answered request leaves a prediction record that names the exact model that answered;
+in durable mode no answered request's record is lost, even to kill -9."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from conftest import (
+    CREDIT_RISK,
+    CREDIT_RISK_FEATURES,
+    Server,
+    copy_credit_risk,
+    http_request,
+    start_server,
+)
+
+from gateway.config import JournalConfig
+from gateway.governance.ledger import Ledger
+
+
+def _infer(server: Server, request_id: str | None, rows: np.ndarray) -> dict:
+    body: dict = {
+        "inputs": [
+            {
+                "name": "features",
+                "datatype": "FP32",
+                "shape": list(rows.shape),
+                "data": rows.ravel().tolist(),
+            }
+        ]
+    }
+    if request_id is not None:
+        body["id"] = request_id
+    answer = http_request("POST", f"{server.http_url}/v2/models/credit_risk/infer", body)
+    assert answer.status == 200, answer.body
+    return answer.json()
+
+
+@pytest.fixture(scope="module")
+def full_capture_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
+    repository = tmp_path_factory.mktemp("trace-repository")
+    # durable: the answer waits for its record, so the record can be read right after it
+    copy_credit_risk(repository, config='record_capture = "full"\nrecord_durable = true\n')
+    with start_server(repository) as server:
+        yield server
+
+
+def test_the_record_names_the_version_its_file_hash_and_profile(full_capture_server) -> None:
+    rows = np.random.default_rng(5).random((2, CREDIT_RISK_FEATURES), dtype=np.float32)
+    answer = _infer(full_capture_server, "trace-1", rows)
+    version = answer["model_version"]
+    record = http_request("GET", f"{full_capture_server.http_url}/v2/predictions/trace-1")
+    assert record.status == 200, record.body
+    found = record.json()
+    folder = CREDIT_RISK / version
+    assert found["request_id"] == "trace-1"
+    assert found["model"] == "credit_risk" and found["version"] == version
+    assert found["content_hash"] == hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
+    assert found["profile_id"] == json.loads((folder / "profile.json").read_text())["id"]
+    assert found["routing"] == "latest"
+    # full capture: what was asked and what was answered, exactly
+    assert found["inputs"][0]["shape"] == [2, CREDIT_RISK_FEATURES]
+    assert np.allclose(found["inputs"][0]["data"], rows.ravel())
+    for kept, sent in zip(found["outputs"], answer["outputs"], strict=True):
+        assert [kept[k] for k in ("name", "datatype", "shape")] == [
+            sent[k] for k in ("name", "datatype", "shape")
+        ]
+        # the same FP32 values, whatever decimal form each JSON writer chose
+        dtype = np.float32 if sent["datatype"] == "FP32" else np.int64
+        assert np.array_equal(np.array(kept["data"], dtype), np.array(sent["data"], dtype))
+    assert len(found["input_digest"]) == 64 and found["seq"] >= 1
+
+
+def test_generated_ids_are_traceable_on_both_transports(full_capture_server) -> None:
+    rows = np.random.default_rng(6).random((1, CREDIT_RISK_FEATURES), dtype=np.float32)
+    made_up = _infer(full_capture_server, None, rows)["id"]
+    client = grpcclient.InferenceServerClient(full_capture_server.grpc_address)
+    features = grpcclient.InferInput("features", [1, CREDIT_RISK_FEATURES], "FP32")
+    features.set_data_from_numpy(rows)
+    grpc_id = client.infer("credit_risk", [features], model_version="1").get_response().id
+    assert made_up != grpc_id
+    for request_id, routing in ((made_up, "latest"), (grpc_id, "pinned")):
+        record = http_request("GET", f"{full_capture_server.http_url}/v2/predictions/{request_id}")
+        assert record.status == 200 and record.json()["routing"] == routing
+
+
+def test_unknown_request_id_is_a_json_404(full_capture_server) -> None:
+    answer = http_request("GET", f"{full_capture_server.http_url}/v2/predictions/never-sent")
+    assert answer.status == 404
+    assert answer.json() == {"error": "no prediction record for request id 'never-sent'"}
+
+
+def test_durable_records_survive_kill_9(tmp_path: Path) -> None:
+    copy_credit_risk(tmp_path / "repository", config="record_durable = true\n")
+    rng = np.random.default_rng(7)
+    answered = []
+    with start_server(tmp_path / "repository", kill_signal=signal.SIGKILL) as server:
+        journal = server.journal
+        for i in range(40):
+            rows = rng.random((1, CREDIT_RISK_FEATURES), dtype=np.float32)
+            answered.append(_infer(server, f"durable-{i}", rows)["id"])
+    ledger = Ledger.open(JournalConfig(path=str(journal)))
+    try:
+        missing = [i for i in answered if ledger.find_prediction(i) is None]
+    finally:
+        ledger.close()
+    assert missing == []
