@@ -9,9 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
+from gateway.governance.journal import JournalStats
 from gateway.statistics import LATENCY_BUCKETS, Duration, VersionStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -85,9 +91,52 @@ def _bound_label(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(bound)
 
 
-def make_registry(source: StatsSource) -> CollectorRegistry:
+class JournalCollector(Collector):
+    """The journal writer's queue and progress, read at scrape time."""
+
+    def __init__(self, source: Callable[[], JournalStats]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._source()
+        gauges = (
+            (
+                "modelgate_journal_queue_depth",
+                "Records waiting for the journal writer",
+                stats.queued,
+            ),
+            (
+                "modelgate_journal_waiting",
+                "Callers held back by a full journal queue",
+                stats.waiting,
+            ),
+            ("modelgate_journal_lag_seconds", "Age of the oldest uncommitted record", stats.lag_s),
+        )
+        for name, doc, value in gauges:
+            yield GaugeMetricFamily(name, doc, value=value)
+        counters = (
+            ("modelgate_journal_records", "Records committed", stats.records),
+            ("modelgate_journal_group_commits", "Group commits", stats.groups),
+            ("modelgate_journal_fsyncs", "File syncs", stats.fsyncs),
+            ("modelgate_journal_bytes", "Bytes written", stats.bytes),
+        )
+        for name, doc, value in counters:
+            yield CounterMetricFamily(name, doc, value=value)
+        heads = GaugeMetricFamily(
+            "modelgate_journal_head_seq", "Committed head seq per stream", labels=["stream"]
+        )
+        for stream, seq in sorted(stats.heads.items()):
+            heads.add_metric([stream], seq)
+        yield heads
+
+
+def make_registry(
+    source: StatsSource, journal: Callable[[], JournalStats] | None = None
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(source))
+    if journal is not None:
+        registry.register(JournalCollector(journal))
     return registry
 
 

@@ -33,6 +33,7 @@ from gateway.errors import (
     ModelNotReady,
     PredictionNotFound,
 )
+from gateway.governance.journal import JournalStats
 from gateway.governance.ledger import PREDICTIONS, Ledger
 from gateway.governance.predictions import prediction_payload
 from gateway.loading import LoadedVersion, open_backend, serve_version
@@ -306,6 +307,11 @@ class InferenceService:
         else:
             chosen = [v for vs in self._models.values() for v in vs.values()]
         return [v.loaded.stats.as_triton_dict(v.name, v.version) for v in chosen if v.loaded]
+
+    @property
+    def journal_stats(self) -> Callable[[], JournalStats] | None:
+        """The journal's stats source, for /metrics; None without a journal."""
+        return self._ledger.journal.stats if self._ledger is not None else None
 
     def loaded_versions(self) -> list[LoadedVersion]:
         return [v.loaded for vs in self._models.values() for v in vs.values() if v.loaded]

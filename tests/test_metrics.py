@@ -153,3 +153,30 @@ def test_counters_agree_with_the_statistics_extension(http_url, traffic):
     assert sample_value(families, "nv_inference_request_duration_us") == pytest.approx(
         inference["success"]["ns"] / 1000
     )
+
+
+def _journal_value(families, name: str, stream: str | None = None) -> float:
+    for family in families.values():
+        for sample in family.samples:
+            if sample.name == name and (stream is None or sample.labels.get("stream") == stream):
+                return sample.value
+    raise AssertionError(f"{name} not exposed")
+
+
+def test_journal_progress_is_exposed_and_follows_predictions(http_url):
+    before = scrape(http_url)
+    records = _journal_value(before, "modelgate_journal_records_total")
+    head = _journal_value(before, "modelgate_journal_head_seq", "predictions")
+    rng = np.random.default_rng(41)
+    for _ in range(3):
+        _infer(http_url, rng, rows=1)
+    # the records are written after the answers (async mode): read until they are committed,
+    # bounded by the number of scrapes, not by time
+    for _ in range(1000):
+        after = scrape(http_url)
+        if _journal_value(after, "modelgate_journal_head_seq", "predictions") >= head + 3:
+            break
+    assert _journal_value(after, "modelgate_journal_head_seq", "predictions") >= head + 3
+    assert _journal_value(after, "modelgate_journal_records_total") >= records + 3
+    assert _journal_value(after, "modelgate_journal_queue_depth") >= 0
+    assert _journal_value(after, "modelgate_journal_lag_seconds") >= 0

@@ -102,7 +102,8 @@ class _Routes:
     def __init__(self, service: InferenceService) -> None:
         self._service = service
         self._metrics = make_registry(
-            lambda: ((v.name, v.version, v.stats) for v in service.loaded_versions())
+            lambda: ((v.name, v.version, v.stats) for v in service.loaded_versions()),
+            service.journal_stats,
         )
 
     async def infer(self, request: web.Request) -> web.Response:
