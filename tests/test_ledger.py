@@ -171,3 +171,30 @@ async def test_cli_verify_show_tail_prove_and_verify_proof(tmp_path: Path) -> No
     segment.write_bytes(data[: data.rindex(MAGIC)])
     broken = _cli(*journal, "verify")
     assert broken.returncode == 1 and "records were removed from its end" in broken.stderr
+
+
+async def test_verification_from_the_latest_checkpoint(tmp_path: Path) -> None:
+    key = await _filled(tmp_path, 9)
+    ledger = Ledger.open(_config(tmp_path, checkpoint_every=1000))
+    for i in range(3):  # after the last checkpoint, none of their own until close
+        await ledger.journal.append(PREDICTIONS, "prediction", "t", {"request_id": f"late-{i}"})
+    ledger.journal.close()  # flushed, but no closing checkpoint: records past the last one
+    found = verify_ledger(tmp_path, key, (PREDICTIONS,), from_checkpoint=True)[PREDICTIONS]
+    assert found == {"records": 12, "checkpoints": 1, "from": 9}
+
+    path = tmp_path / "checkpoints" / f"{PREDICTIONS}.jsonl"
+    lines = path.read_bytes().splitlines()
+    last = orjson.loads(lines[-1])
+    last["frontier"][0] = "00" * 32
+    path.write_bytes(b"\n".join([*lines[:-1], orjson.dumps(last)]) + b"\n")
+    with pytest.raises(LedgerError, match="compact range is not the signed root"):
+        verify_ledger(tmp_path, key, (PREDICTIONS,), from_checkpoint=True)
+
+
+async def test_from_checkpoint_still_sees_records_removed_from_the_end(tmp_path: Path) -> None:
+    key = await _filled(tmp_path, 8)
+    (segment,) = (tmp_path / PREDICTIONS).glob("*.seg")
+    data = segment.read_bytes()
+    segment.write_bytes(data[: data.rindex(MAGIC)])
+    with pytest.raises(LedgerError, match="covers 8 records but the stream holds 7"):
+        verify_ledger(tmp_path, key, (PREDICTIONS,), from_checkpoint=True)

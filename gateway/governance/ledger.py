@@ -55,6 +55,9 @@ class LedgerError(Exception):
 class StoredCheckpoint:
     checkpoint: Checkpoint
     note: str
+    # the tree's compact range at that size (unsigned: trusted only once its root is the signed
+    # one), so verification can resume there without rereading the leaves before it
+    frontier: tuple[bytes, ...]
 
 
 def _checkpoints_file(root: Path, stream: str) -> Path:
@@ -70,13 +73,14 @@ def read_checkpoints(root: Path, stream: str, key: NoteKey) -> list[StoredCheckp
     stored = []
     for number, line in enumerate(path.read_bytes().splitlines(), start=1):
         try:
-            note = orjson.loads(line)["note"]
-            checkpoint = verify_checkpoint(note, key)
-        except (orjson.JSONDecodeError, KeyError, TypeError, CheckpointError) as error:
+            entry = orjson.loads(line)
+            checkpoint = verify_checkpoint(entry["note"], key)
+            frontier = tuple(bytes.fromhex(h) for h in entry["frontier"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, CheckpointError) as error:
             raise LedgerError(f"{path} line {number}: {error}") from None
         if checkpoint.origin != ORIGIN_PREFIX + stream:
             raise LedgerError(f"{path} line {number}: origin {checkpoint.origin!r} is not ours")
-        stored.append(StoredCheckpoint(checkpoint, note))
+        stored.append(StoredCheckpoint(checkpoint, entry["note"], frontier))
     return stored
 
 
@@ -131,11 +135,13 @@ class Ledger:
         with self._lock:
             tree = self._trees[stream]
             checkpoint = Checkpoint(ORIGIN_PREFIX + stream, tree.size, tree.root())
+            frontier = [h.hex() for h in tree.state()[1]]
         note = sign_checkpoint(checkpoint, self.key.name, self._private_key)
         path = _checkpoints_file(self.root, stream)
         path.parent.mkdir(exist_ok=True)
+        line = {"size": checkpoint.size, "note": note, "frontier": frontier}
         with path.open("ab") as file:
-            file.write(orjson.dumps({"size": checkpoint.size, "note": note}) + b"\n")
+            file.write(orjson.dumps(line) + b"\n")
             file.flush()
             os.fsync(file.fileno())
         self._checkpointed[stream] = (checkpoint.size, time.monotonic())
@@ -182,10 +188,21 @@ def _leaf_hashes(root: Path, stream: str) -> tuple[list[bytes], list[Record]]:
 
 
 def verify_ledger(
-    root: Path, key: NoteKey, streams: tuple[str, ...] = (ADMIN, PREDICTIONS)
+    root: Path,
+    key: NoteKey,
+    streams: tuple[str, ...] = (ADMIN, PREDICTIONS),
+    *,
+    from_checkpoint: bool = False,
 ) -> dict[str, Any]:
     """Check segments, chains, trees and checkpoint signatures. Returns per stream the record
-    count and the checkpoints checked; raises JournalCorrupt or LedgerError at the first fault."""
+    count and the checkpoints checked; raises JournalCorrupt or LedgerError at the first fault.
+
+    `from_checkpoint` trusts each stream's latest signed checkpoint instead of recomputing the
+    tree before it: its stored compact range must give the signed root, and the records after
+    it are checked (hashes and chain, as they are read). The journal's files are still scanned
+    when opened."""
+    if from_checkpoint:
+        return {stream: _verify_since_checkpoint(root, key, stream) for stream in streams}
     verify_journal(root, streams)
     report: dict[str, Any] = {}
     for stream in streams:
@@ -205,6 +222,29 @@ def verify_ledger(
                 )
         report[stream] = {"records": len(leaves), "checkpoints": len(stored)}
     return report
+
+
+def _verify_since_checkpoint(root: Path, key: NoteKey, stream: str) -> dict[str, Any]:
+    stored = read_checkpoints(root, stream, key)
+    if not stored:
+        return verify_ledger(root, key, (stream,))[stream]
+    latest = stored[-1]
+    size = latest.checkpoint.size
+    try:
+        tree = merkle.CompactTree.from_state(size, latest.frontier)
+    except ValueError as error:
+        raise LedgerError(f"{stream}: the latest checkpoint's compact range: {error}") from None
+    if tree.root() != latest.checkpoint.root:
+        raise LedgerError(f"{stream}: the latest checkpoint's compact range is not the signed root")
+    with Journal.open(root, JournalOptions(repair_torn_tail=False)) as journal:
+        head = journal.head(stream)[0]
+        if head < size:
+            raise LedgerError(
+                f"{stream}: checkpoint covers {size} records but the stream holds {head}: "
+                "records were removed from its end"
+            )
+        tree.extend(merkle.leaf_hash(r.body) for r in journal.read(stream, since_seq=size + 1))
+    return {"records": tree.size, "checkpoints": 1, "from": size}
 
 
 def prove(root: Path, key: NoteKey, request_id: str) -> dict[str, Any]:
