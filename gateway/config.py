@@ -100,6 +100,14 @@ class JournalConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    """`[auth]`: who may call. The admin API and journal reads always need credentials."""
+
+    inference: bool = False  # inference and model reads need credentials too
+    tokens_file: str = ""  # API tokens (hashed); default <journal.path>/tokens.json
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     repository: str = "examples/models"  # folder of <model>/<version>/model.onnx
     host: str = "0.0.0.0"
@@ -111,7 +119,12 @@ class ServerConfig:
     log_level: str = "info"
     tracing: TracingConfig = field(default_factory=TracingConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     model_defaults: ModelConfig = field(default_factory=ModelConfig)
+
+    @property
+    def tokens_path(self) -> Path:
+        return Path(self.auth.tokens_file or Path(self.journal.path) / "tokens.json")
 
     def __post_init__(self) -> None:
         for name in ("http_port", "grpc_port"):

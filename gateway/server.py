@@ -15,6 +15,9 @@ import uvloop
 from aiohttp import web
 
 from gateway.config import ServerConfig
+from gateway.control import Control
+from gateway.governance.access import AccessControl
+from gateway.governance.identity import ADMIN_TOKEN_FILE, Authenticator, TokenStore
 from gateway.governance.ledger import Ledger
 from gateway.repository import VersionSource, scan
 from gateway.serving import InferenceService
@@ -37,7 +40,17 @@ async def serve(config: ServerConfig) -> None:
         ledger = await asyncio.to_thread(Ledger.open, config.journal)
         logger.info("journal: %s, checkpoints signed by %s", ledger.root, ledger.key.verifier_key())
     try:
-        await _serve(config, sources, InferenceService(config, ledger))
+        tokens = TokenStore(config.tokens_path)
+        control = Control(tokens, ledger)
+        secret = await control.bootstrap()
+        if secret is not None:
+            logger.warning(
+                "first start: admin token %s (shown once; also in %s, mode 0600)",
+                secret,
+                config.tokens_path.parent / ADMIN_TOKEN_FILE,
+            )
+        access = AccessControl(Authenticator(tokens, inference_auth=config.auth.inference), ledger)
+        await _serve(config, sources, InferenceService(config, ledger), access, control)
     finally:
         # after the servers drained: every answered request's record is queued by now
         if ledger is not None:
@@ -45,15 +58,19 @@ async def serve(config: ServerConfig) -> None:
 
 
 async def _serve(
-    config: ServerConfig, sources: list[VersionSource], service: InferenceService
+    config: ServerConfig,
+    sources: list[VersionSource],
+    service: InferenceService,
+    access: AccessControl,
+    control: Control,
 ) -> None:
-    runner = web.AppRunner(create_app(service), access_log=None)
+    runner = web.AppRunner(create_app(service, access, control), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.http_port)
     try:
         await site.start()
         http_port = runner.addresses[0][1]
-        grpc_endpoint = create_server(service, f"{config.host}:{config.grpc_port}")
+        grpc_endpoint = create_server(service, access, f"{config.host}:{config.grpc_port}")
     except BaseException:
         await runner.cleanup()
         await service.close()

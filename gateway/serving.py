@@ -33,6 +33,7 @@ from gateway.errors import (
     ModelNotReady,
     PredictionNotFound,
 )
+from gateway.governance.access import PRINCIPAL
 from gateway.governance.journal import JournalStats
 from gateway.governance.ledger import PREDICTIONS, Ledger
 from gateway.governance.predictions import prediction_payload
@@ -45,7 +46,6 @@ from gateway.tracing import RequestMarks, make_tracer
 logger = logging.getLogger("modelgate")
 
 SERVER_NAME = "modelgate"
-ANONYMOUS = "anonymous"  # the principal until identities exist
 # Only extensions served in full on both transports; HTTP also answers Triton's model
 # configuration (GET .../config) and the repository index, which are partial.
 EXTENSIONS = ("binary_tensor_data", "parameters", "statistics")
@@ -182,7 +182,7 @@ class InferenceService:
             routing=routing,
         )
         await ledger.journal.append(
-            PREDICTIONS, "prediction", ANONYMOUS, payload, durable=config.record_durable
+            PREDICTIONS, "prediction", PRINCIPAL.get().actor, payload, durable=config.record_durable
         )
 
     async def prediction(self, request_id: str) -> dict[str, Any]:

@@ -79,6 +79,14 @@ class Server:
     def log(self) -> str:
         return "".join(self.lines)
 
+    @property
+    def admin_token(self) -> str:
+        """The admin token the gateway made on its first start (kept next to its tokens)."""
+        return (self.journal / "admin-token").read_text().strip()
+
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
     def wait_for_line(self, pattern: str, timeout: float = START_TIMEOUT_S) -> str:
         """The first stderr line matching the regex `pattern`, waiting for it to be written."""
         regex = re.compile(pattern)
@@ -126,6 +134,7 @@ def start_server(
     config_dir: Path | None = None,
     expect_ready: bool = True,
     kill_signal: int = signal.SIGTERM,
+    journal_dir: Path | None = None,
 ) -> Iterator[Server]:
     """Run `python -m gateway serve` on `repository` with the TOML text `config`, yield it once
     it reports readiness, then stop it with `kill_signal` and assert it exits as it should: with
@@ -144,8 +153,11 @@ def start_server(
         "--grpc-port",
         "0",
     ]
-    # every gateway gets a journal of its own (one process may hold a journal at a time)
-    journal = Path(tempfile.mkdtemp(prefix="journal-", dir=config_dir or repository.parent))
+    # every gateway gets a journal of its own (one process may hold a journal at a time),
+    # unless the test hands it one to reuse
+    journal = journal_dir or Path(
+        tempfile.mkdtemp(prefix="journal-", dir=config_dir or repository.parent)
+    )
     command += ["--journal", str(journal)]
     if config:
         config_file = (config_dir or repository.parent) / f"server-{os.urandom(4).hex()}.toml"

@@ -55,7 +55,11 @@ def test_the_record_names_the_version_its_file_hash_and_profile(full_capture_ser
     rows = np.random.default_rng(5).random((2, CREDIT_RISK_FEATURES), dtype=np.float32)
     answer = _infer(full_capture_server, "trace-1", rows)
     version = answer["model_version"]
-    record = http_request("GET", f"{full_capture_server.http_url}/v2/predictions/trace-1")
+    record = http_request(
+        "GET",
+        f"{full_capture_server.http_url}/v2/predictions/trace-1",
+        headers=full_capture_server.admin_headers(),
+    )
     assert record.status == 200, record.body
     found = record.json()
     folder = CREDIT_RISK / version
@@ -86,12 +90,20 @@ def test_generated_ids_are_traceable_on_both_transports(full_capture_server) -> 
     grpc_id = client.infer("credit_risk", [features], model_version="1").get_response().id
     assert made_up != grpc_id
     for request_id, routing in ((made_up, "latest"), (grpc_id, "pinned")):
-        record = http_request("GET", f"{full_capture_server.http_url}/v2/predictions/{request_id}")
+        record = http_request(
+            "GET",
+            f"{full_capture_server.http_url}/v2/predictions/{request_id}",
+            headers=full_capture_server.admin_headers(),
+        )
         assert record.status == 200 and record.json()["routing"] == routing
 
 
 def test_unknown_request_id_is_a_json_404(full_capture_server) -> None:
-    answer = http_request("GET", f"{full_capture_server.http_url}/v2/predictions/never-sent")
+    answer = http_request(
+        "GET",
+        f"{full_capture_server.http_url}/v2/predictions/never-sent",
+        headers=full_capture_server.admin_headers(),
+    )
     assert answer.status == 404
     assert answer.json() == {"error": "no prediction record for request id 'never-sent'"}
 

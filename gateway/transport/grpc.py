@@ -22,6 +22,8 @@ from gateway._proto import inference_pb2 as pb
 from gateway._proto import inference_pb2_grpc as pb_grpc
 from gateway.codecs import grpc as codec
 from gateway.errors import ErrorKind, GatewayError
+from gateway.governance.access import AccessControl
+from gateway.governance.identity import metadata_authorization
 from gateway.serving import InferenceService
 
 logger = logging.getLogger("modelgate")
@@ -97,20 +99,41 @@ class InferenceServicer:
         return codec.from_dict(pb.RepositoryIndexResponse, {"models": index})
 
 
-class _MappedErrors:
-    """Stands in for a servicer at registration: each method it hands out maps GatewayError to
-    its status, and anything else to INTERNAL (logged), before gRPC sees it; with the access
-    log on, it also logs each call."""
+# What each method is (rbac.OPERATIONS) and which request field names the model; None: open.
+OPERATION_BY_METHOD: dict[str, tuple[str, str | None] | None] = {
+    "ServerLive": None,
+    "ServerReady": None,
+    "ServerMetadata": None,
+    "ModelReady": ("read", "name"),
+    "ModelMetadata": ("read", "name"),
+    "ModelInfer": ("infer", "model_name"),
+    "ModelStatistics": ("read", "name"),
+    "RepositoryIndex": ("read", None),
+}
 
-    def __init__(self, servicer: object, access_logged: bool) -> None:
+
+class _MappedErrors:
+    """Stands in for a servicer at registration: each method it hands out checks access
+    (`OPERATION_BY_METHOD`), maps GatewayError to its status and anything else to INTERNAL
+    (logged), before gRPC sees it; with the access log on, it also logs each call."""
+
+    def __init__(self, servicer: object, access: AccessControl, access_logged: bool) -> None:
         self._servicer = servicer
+        self._access = access
         self._access_logged = access_logged
 
     def __getattr__(self, name: str) -> Method:
         method: Method = getattr(self._servicer, name)
+        guard = OPERATION_BY_METHOD[name]
+        access = self._access
 
         async def mapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
+                if guard is not None:
+                    operation, field = guard
+                    authorization = metadata_authorization(context.invocation_metadata())
+                    model = getattr(request, field) if field else None
+                    await access.check(authorization, operation, model)
                 return await method(request, context)
             except GatewayError as error:
                 await context.abort(STATUS_BY_KIND.get(error.kind, DEFAULT_STATUS), error.message)
@@ -146,7 +169,7 @@ class GrpcEndpoint:
             await self.health.set(name, status)
 
 
-def create_server(service: InferenceService, address: str) -> GrpcEndpoint:
+def create_server(service: InferenceService, access: AccessControl, address: str) -> GrpcEndpoint:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", service.config.max_request_bytes),
@@ -156,7 +179,7 @@ def create_server(service: InferenceService, address: str) -> GrpcEndpoint:
         ]
     )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        _MappedErrors(InferenceServicer(service), service.config.access_log), server
+        _MappedErrors(InferenceServicer(service), access, service.config.access_log), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

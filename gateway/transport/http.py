@@ -15,7 +15,10 @@ from aiohttp import web
 
 from gateway import access_log
 from gateway.codecs import rest
-from gateway.errors import ErrorKind, GatewayError
+from gateway.control import Control
+from gateway.errors import ErrorKind, GatewayError, InvalidInput
+from gateway.governance.access import PRINCIPAL, AccessControl
+from gateway.governance.identity import single_authorization
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import exposition, make_registry
 from gateway.serving import InferenceService
@@ -45,22 +48,42 @@ def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
+def error_middleware(challenge: str) -> Any:
+    """The one place where errors become HTTP answers; `challenge` is the WWW-Authenticate
+    value a 401 carries."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except GatewayError as error:
+            response = _error(STATUS_BY_KIND.get(error.kind, DEFAULT_STATUS), error.message)
+            if error.kind is ErrorKind.UNAUTHENTICATED:
+                response.headers["WWW-Authenticate"] = challenge
+            return response
+        except web.HTTPRequestEntityTooLarge as error:
+            # aiohttp's text names the limit and the body's size
+            return _error(413, error.text or "request body too large")
+        except web.HTTPException as error:  # aiohttp's own: unknown route, wrong method
+            if error.status < 400:
+                raise
+            return _error(error.status, error.reason)
+        except Exception:
+            logger.exception("unhandled error on %s %s", request.method, request.path)
+            return _error(500, "internal error")
+
+    return middleware
+
+
+def _guarded(access: AccessControl, operation: str, handler: Handler) -> Handler:
+    """`handler`, once the caller may do `operation` on the model in the path (if any)."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        authorization = single_authorization(request.headers.getall("Authorization", ()))
+        await access.check(authorization, operation, request.match_info.get("model"))
         return await handler(request)
-    except GatewayError as error:
-        return _error(STATUS_BY_KIND.get(error.kind, DEFAULT_STATUS), error.message)
-    except web.HTTPRequestEntityTooLarge as error:
-        # aiohttp's text names the limit and the body's size
-        return _error(413, error.text or "request body too large")
-    except web.HTTPException as error:  # aiohttp's own: unknown route, wrong method
-        if error.status < 400:
-            raise
-        return _error(error.status, error.reason)
-    except Exception:
-        logger.exception("unhandled error on %s %s", request.method, request.path)
-        return _error(500, "internal error")
+
+    return guarded
 
 
 @web.middleware
@@ -73,34 +96,44 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
     return response
 
 
-def create_app(service: InferenceService) -> web.Application:
+def create_app(
+    service: InferenceService, access: AccessControl, control: Control
+) -> web.Application:
+    """Health, server metadata and /metrics are open; every other route names the operation
+    it is (rbac.OPERATIONS) and passes `access` first."""
     config = service.config
-    middlewares: list[Any] = [error_middleware]
+    middlewares: list[Any] = [error_middleware(access.authenticator.challenge)]
     if config.access_log:
         middlewares.insert(0, access_log_middleware)
     app = web.Application(client_max_size=config.max_request_bytes, middlewares=middlewares)
-    routes = _Routes(service)
-    model = "/v2/models/{model}"
-    versioned = "/v2/models/{model}/versions/{version}"
+    routes = _Routes(service, control)
+
+    def add(method: str, path: str, operation: str, handler: Handler) -> None:
+        app.router.add_route(method, path, _guarded(access, operation, handler))
+
     app.router.add_get("/v2/health/live", routes.live)
     app.router.add_get("/v2/health/ready", routes.ready)
     app.router.add_get("/v2", routes.server_metadata)
-    app.router.add_get("/v2/models/stats", routes.statistics)
-    app.router.add_post("/v2/repository/index", routes.repository_index)
     app.router.add_get("/metrics", routes.metrics)
-    app.router.add_get("/v2/predictions/{request_id}", routes.prediction)
-    for prefix in (model, versioned):
-        app.router.add_get(prefix, routes.model_metadata)
-        app.router.add_get(prefix + "/ready", routes.model_ready)
-        app.router.add_get(prefix + "/config", routes.model_config)
-        app.router.add_get(prefix + "/stats", routes.statistics)
-        app.router.add_post(prefix + "/infer", routes.infer)
+    add("GET", "/v2/models/stats", "read", routes.statistics)
+    add("POST", "/v2/repository/index", "read", routes.repository_index)
+    add("GET", "/v2/predictions/{request_id}", "journal.read", routes.prediction)
+    for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+        add("GET", prefix, "read", routes.model_metadata)
+        add("GET", prefix + "/ready", "read", routes.model_ready)
+        add("GET", prefix + "/config", "read", routes.model_config)
+        add("GET", prefix + "/stats", "read", routes.statistics)
+        add("POST", prefix + "/infer", "infer", routes.infer)
+    add("GET", "/admin/tokens", "token.list", routes.list_tokens)
+    add("POST", "/admin/tokens", "token.create", routes.create_token)
+    add("DELETE", "/admin/tokens/{token_id}", "token.revoke", routes.revoke_token)
     return app
 
 
 class _Routes:
-    def __init__(self, service: InferenceService) -> None:
+    def __init__(self, service: InferenceService, control: Control) -> None:
         self._service = service
+        self._control = control
         self._metrics = make_registry(
             lambda: ((v.name, v.version, v.stats) for v in service.loaded_versions()),
             service.journal_stats,
@@ -161,6 +194,23 @@ class _Routes:
 
     async def prediction(self, request: web.Request) -> web.Response:
         return _json(await self._service.prediction(request.match_info["request_id"]))
+
+    async def list_tokens(self, request: web.Request) -> web.Response:
+        return _json({"tokens": [t.to_dict() for t in self._control.list_tokens()]})
+
+    async def create_token(self, request: web.Request) -> web.Response:
+        options = rest.decode_object(await request.read())
+        name, role, scopes = options.get("name"), options.get("role"), options.get("scopes")
+        if not isinstance(name, str) or not isinstance(role, str):
+            raise InvalidInput("a token needs a 'name' and a 'role' (strings)")
+        if scopes is not None and not isinstance(scopes, list):
+            raise InvalidInput("'scopes' must be a list of deployment names")
+        info, secret = await self._control.create_token(PRINCIPAL.get(), name, role, scopes)
+        return _json({**info.to_dict(), "token": secret}, 201)
+
+    async def revoke_token(self, request: web.Request) -> web.Response:
+        info = await self._control.revoke_token(PRINCIPAL.get(), request.match_info["token_id"])
+        return _json(info.to_dict())
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(

@@ -1,0 +1,164 @@
+"""Tokens and roles on both transports: 401 / UNAUTHENTICATED without valid credentials,
+403 / PERMISSION_DENIED without the role, the admin token API, and every denial journaled."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from conftest import CREDIT_RISK_FEATURES, Server, copy_credit_risk, http_request, start_server
+
+from gateway.config import JournalConfig
+from gateway.governance.ledger import ADMIN, Ledger
+
+ROWS = np.random.default_rng(3).random((1, CREDIT_RISK_FEATURES), dtype=np.float32)
+FEATURES = {"name": "features", "datatype": "FP32", "shape": [1, 20], "data": ROWS.ravel().tolist()}
+BODY = {"inputs": [FEATURES]}
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _create(server: Server, name: str, role: str, scopes: list[str] | None = None) -> dict:
+    body: dict = {"name": name, "role": role}
+    if scopes is not None:
+        body["scopes"] = scopes
+    answer = http_request(
+        "POST", f"{server.http_url}/admin/tokens", body, headers=server.admin_headers()
+    )
+    assert answer.status == 201, answer.body
+    return answer.json()
+
+
+def _infer_http(server: Server, headers: dict[str, str] | None = None):
+    return http_request(
+        "POST", f"{server.http_url}/v2/models/credit_risk/infer", BODY, headers=headers
+    )
+
+
+def _infer_grpc(server: Server, token: str | None) -> grpc.StatusCode:
+    client = grpcclient.InferenceServerClient(server.grpc_address)
+    features = grpcclient.InferInput("features", [1, CREDIT_RISK_FEATURES], "FP32")
+    features.set_data_from_numpy(ROWS)
+    # gRPC metadata keys are lowercase
+    headers = {"authorization": f"Bearer {token}"} if token else None
+    try:
+        client.infer("credit_risk", [features], headers=headers)
+    except grpcclient.InferenceServerException as error:
+        return grpc.StatusCode[error.status().removeprefix("StatusCode.")]
+    return grpc.StatusCode.OK
+
+
+@pytest.fixture
+def locked_server(tmp_path: Path):
+    copy_credit_risk(tmp_path / "repository")
+    with start_server(tmp_path / "repository", "[auth]\ninference = true\n") as server:
+        yield server
+
+
+def _admin_records(journal: Path) -> list:
+    ledger = Ledger.open(JournalConfig(path=str(journal)))
+    try:
+        return list(ledger.journal.read(ADMIN))
+    finally:
+        ledger.close()
+
+
+def test_inference_needs_a_token_with_the_predictor_role(locked_server: Server) -> None:
+    viewer = _create(locked_server, "dashboard", "viewer")["token"]
+    predictor = _create(locked_server, "app", "predictor")["token"]
+    other = _create(locked_server, "other-app", "predictor", ["fraud"])["token"]
+
+    missing = _infer_http(locked_server)
+    assert missing.status == 401 and "no credentials" in missing.json()["error"]
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    assert _infer_http(locked_server, _bearer("mg_not-a-token")).status == 401
+    assert _infer_http(locked_server, {"Authorization": "Digest x"}).status == 401
+    forbidden = _infer_http(locked_server, _bearer(viewer))
+    assert forbidden.status == 403 and "predictor" in forbidden.json()["error"]
+    assert _infer_http(locked_server, _bearer(other)).status == 403  # out of its scope
+    assert _infer_http(locked_server, _bearer(predictor)).status == 200
+
+    assert _infer_grpc(locked_server, None) is grpc.StatusCode.UNAUTHENTICATED
+    assert _infer_grpc(locked_server, "mg_bad") is grpc.StatusCode.UNAUTHENTICATED
+    assert _infer_grpc(locked_server, viewer) is grpc.StatusCode.PERMISSION_DENIED
+    assert _infer_grpc(locked_server, predictor) is grpc.StatusCode.OK
+
+    # health, server metadata and metrics stay open for probes and scrapers
+    for path in ("/v2/health/live", "/v2/health/ready", "/v2", "/metrics"):
+        assert http_request("GET", f"{locked_server.http_url}{path}").status == 200
+    # model reads need a token too when inference auth is on; a viewer may read
+    metadata = f"{locked_server.http_url}/v2/models/credit_risk"
+    assert http_request("GET", metadata).status == 401
+    assert http_request("GET", metadata, headers=_bearer(viewer)).status == 200
+
+
+def test_every_denial_is_journaled(tmp_path: Path) -> None:
+    copy_credit_risk(tmp_path / "repository")
+    with start_server(tmp_path / "repository", "[auth]\ninference = true\n") as server:
+        viewer = _create(server, "dashboard", "viewer")["token"]
+        _infer_http(server)
+        _infer_http(server, _bearer(viewer))
+        _infer_grpc(server, "mg_bad")
+        assert _infer_http(server, _bearer(server.admin_token)).status == 200
+        journal = server.journal
+    denials = [r for r in _admin_records(journal) if r.kind == "denied"]
+    assert [(d.payload["error"], d.payload["operation"]) for d in denials] == [
+        ("unauthenticated", "infer"),
+        ("forbidden", "infer"),
+        ("unauthenticated", "infer"),
+    ]
+    assert denials[1].actor.startswith("token:dashboard/")
+    assert denials[0].actor == "unauthenticated"
+    for secret in (viewer, "mg_bad"):  # no credentials in the journal
+        assert all(secret not in str(d.payload) for d in denials)
+
+
+def test_admin_token_api_and_its_journal(tmp_path: Path) -> None:
+    copy_credit_risk(tmp_path / "repository")
+    with start_server(tmp_path / "repository") as server:
+        tokens = f"{server.http_url}/admin/tokens"
+        created = _create(server, "ci-bot", "operator", ["credit_risk"])
+        secret = created["token"]
+        assert secret.startswith("mg_") and created["role"] == "operator"
+        listing = http_request("GET", tokens, headers=server.admin_headers())
+        assert listing.status == 200 and secret.encode() not in listing.body
+        assert "ci-bot" in {t["name"] for t in listing.json()["tokens"]}
+        # the admin API always needs credentials, and the admin role
+        assert http_request("GET", tokens).status == 401
+        assert http_request("GET", tokens, headers=_bearer(secret)).status == 403
+        bad = http_request(
+            "POST", tokens, {"name": "x", "role": "god"}, headers=server.admin_headers()
+        )
+        assert bad.status == 400 and "god" in bad.json()["error"]
+        unknown = http_request("DELETE", f"{tokens}/ffffffff", headers=server.admin_headers())
+        assert unknown.status == 404
+        revoked = http_request(
+            "DELETE", f"{tokens}/{created['id']}", headers=server.admin_headers()
+        )
+        assert revoked.status == 200 and revoked.json()["revoked_at"]
+        assert _infer_http(server, _bearer(secret)).status == 401  # a revoked token
+        journal = server.journal
+    kinds = [(r.kind, r.actor) for r in _admin_records(journal) if r.kind.startswith("token.")]
+    assert kinds[0] == ("token.created", "bootstrap")
+    assert [k for k, _ in kinds[1:]] == ["token.created", "token.revoked"]
+    assert all(actor.startswith("token:admin/") for _, actor in kinds[1:])
+
+
+def test_first_start_shows_the_admin_token_once(tmp_path: Path) -> None:
+    copy_credit_risk(tmp_path / "repository")
+    with start_server(tmp_path / "repository") as first:
+        token_file = first.journal / "admin-token"
+        assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+        assert f"admin token {first.admin_token}" in first.log()
+        journal = first.journal
+    # a second gateway on the same journal and tokens: no new admin token, nothing shown
+    with start_server(tmp_path / "repository", journal_dir=journal) as second:
+        assert "first start" not in second.log()
+        assert second.admin_token == first.admin_token
