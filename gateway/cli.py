@@ -4,6 +4,8 @@ or exits."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
 import logging
 import sys
 from datetime import UTC, datetime, timedelta
@@ -12,10 +14,14 @@ from pathlib import Path
 import orjson
 
 from gateway.config import ConfigError, ServerConfig, load_server_config
+from gateway.control import Control
+from gateway.errors import GatewayError
 from gateway.governance.checkpoints import CheckpointError, NoteKey
+from gateway.governance.identity import TokenStore
 from gateway.governance.ledger import (
     ADMIN,
     PREDICTIONS,
+    Ledger,
     LedgerError,
     iter_records,
     prove,
@@ -79,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     _journal_parser(commands)
+    _token_parser(commands)
     commands.add_parser(
         "bench",
         help="load generator and peer comparison (see `modelgate bench --help`)",
@@ -111,6 +118,46 @@ def _journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     prove.add_argument("request_id")
     check = actions.add_parser("verify-proof", help="check a `prove` document offline")
     check.add_argument("file", type=Path, help="the JSON that `prove` printed ('-': stdin)")
+
+
+def _token_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    token = commands.add_parser(
+        "token",
+        help="manage API tokens while the server is stopped (running: POST/GET/DELETE "
+        "/admin/tokens); every change is journaled",
+    )
+    token.add_argument("--config", type=Path, help="server config file ([journal], [auth])")
+    token.add_argument("--journal", help=f"journal folder (default {DEFAULTS.journal.path})")
+    actions = token.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a token; its secret is shown once")
+    create.add_argument("name")
+    create.add_argument("--role", required=True, help="viewer|predictor|operator|approver|admin")
+    create.add_argument("--scope", action="append", help="a deployment it is limited to")
+    actions.add_parser("list", help="tokens without their secrets")
+    revoke = actions.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("token_id")
+
+
+async def _token(args: argparse.Namespace) -> int:
+    config = load_server_config(args.config, journal=_given(path=args.journal))
+    ledger = await asyncio.to_thread(Ledger.open, config.journal)
+    try:
+        control = Control(TokenStore(config.tokens_path), ledger)
+        actor = f"cli:{getpass.getuser()}"
+        if args.action == "create":
+            info, secret = await control.create_token(actor, args.name, args.role, args.scope)
+            print(f"{info.id}  {info.name}  {info.role.label}  token (shown once): {secret}")
+        elif args.action == "revoke":
+            info = await control.revoke_token(actor, args.token_id)
+            print(f"{info.id}  {info.name}  revoked {info.revoked_at}")
+        else:
+            for info in control.list_tokens():
+                state = f"revoked {info.revoked_at}" if info.revoked_at else "active"
+                scopes = ",".join(sorted(info.scopes)) or "*"
+                print(f"{info.id}  {info.name:20}  {info.role.label:9}  {scopes:20}  {state}")
+    finally:
+        await asyncio.to_thread(ledger.close)
+    return 0
 
 
 def _journal(args: argparse.Namespace) -> int:
@@ -191,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command == "token":
+        try:
+            return asyncio.run(_token(args))
+        except (*JOURNAL_FAILURES, GatewayError) as error:
+            print(f"modelgate token {args.action}: {error}", file=sys.stderr)
+            return 1
     if args.command == "journal":
         try:
             return _journal(args)

@@ -15,7 +15,6 @@ from typing import Any
 
 from gateway.governance.identity import TOKEN_CREATED, TOKEN_REVOKED, TokenInfo, TokenStore
 from gateway.governance.ledger import ADMIN, Ledger
-from gateway.governance.rbac import Principal
 
 logger = logging.getLogger("modelgate")
 
@@ -30,22 +29,22 @@ class Control:
             await self._ledger.journal.append(ADMIN, kind, actor, payload, durable=True)
 
     async def create_token(
-        self, principal: Principal, name: str, role: str, scopes: Iterable[str] | None
+        self, actor: str, name: str, role: str, scopes: Iterable[str] | None
     ) -> tuple[TokenInfo, str]:
         """A new token and its secret (shown this once). Raises InvalidInput."""
         info, secret = await asyncio.to_thread(self._tokens.create, name, role, scopes)
         try:
-            await self._journal(TOKEN_CREATED, principal.actor, info.to_dict())
+            await self._journal(TOKEN_CREATED, actor, info.to_dict())
         except Exception:
             await asyncio.to_thread(self._tokens.revoke, info.id)
             raise
         return info, secret
 
-    async def revoke_token(self, principal: Principal, token_id: str) -> TokenInfo:
+    async def revoke_token(self, actor: str, token_id: str) -> TokenInfo:
         """Raises TokenNotFound. Revoking twice journals once."""
         info, changed = await asyncio.to_thread(self._tokens.revoke, token_id)
         if changed:
-            await self._journal(TOKEN_REVOKED, principal.actor, info.to_dict())
+            await self._journal(TOKEN_REVOKED, actor, info.to_dict())
         return info
 
     def list_tokens(self) -> list[TokenInfo]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -162,3 +164,29 @@ def test_first_start_shows_the_admin_token_once(tmp_path: Path) -> None:
     with start_server(tmp_path / "repository", journal_dir=journal) as second:
         assert "first start" not in second.log()
         assert second.admin_token == first.admin_token
+
+
+def _token_cli(journal: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "gateway", "token", "--journal", str(journal), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_token_cli_offline_and_refused_while_a_server_holds_the_journal(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    created = _token_cli(journal, "create", "ci-bot", "--role", "operator", "--scope", "fraud")
+    assert created.returncode == 0, created.stderr
+    token_id, secret = created.stdout.split()[0], created.stdout.split()[-1]
+    assert secret.startswith("mg_")
+    listed = _token_cli(journal, "list")
+    assert token_id in listed.stdout and "fraud" in listed.stdout and secret not in listed.stdout
+    assert _token_cli(journal, "create", "x", "--role", "god").returncode == 1
+    assert _token_cli(journal, "revoke", token_id).returncode == 0
+    assert "revoked" in _token_cli(journal, "list").stdout
+    actors = {(r.kind, r.actor.split(":")[0]) for r in _admin_records(journal)}
+    assert actors == {("token.created", "cli"), ("token.revoked", "cli")}
+
+    copy_credit_risk(tmp_path / "repository")
+    with start_server(tmp_path / "repository", journal_dir=journal):
+        held = _token_cli(journal, "list")
+        assert held.returncode == 1 and "Traceback" not in held.stderr
+        assert "journal" in held.stderr

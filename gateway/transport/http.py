@@ -205,11 +205,13 @@ class _Routes:
             raise InvalidInput("a token needs a 'name' and a 'role' (strings)")
         if scopes is not None and not isinstance(scopes, list):
             raise InvalidInput("'scopes' must be a list of deployment names")
-        info, secret = await self._control.create_token(PRINCIPAL.get(), name, role, scopes)
+        actor = PRINCIPAL.get().actor
+        info, secret = await self._control.create_token(actor, name, role, scopes)
         return _json({**info.to_dict(), "token": secret}, 201)
 
     async def revoke_token(self, request: web.Request) -> web.Response:
-        info = await self._control.revoke_token(PRINCIPAL.get(), request.match_info["token_id"])
+        actor = PRINCIPAL.get().actor
+        info = await self._control.revoke_token(actor, request.match_info["token_id"])
         return _json(info.to_dict())
 
     async def metrics(self, request: web.Request) -> web.Response:
