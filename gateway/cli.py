@@ -34,8 +34,9 @@ from gateway.governance.records import JournalError, Record
 
 STREAMS = (ADMIN, PREDICTIONS)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# what a journal command reports as a failed check or bad input (exit status 1), not a crash
-JOURNAL_FAILURES = (
+# what the offline commands report as a failed check or bad input (exit status 1), not a crash
+OFFLINE_FAILURES = (
+    GatewayError,
     ConfigError,
     JournalError,
     LedgerError,
@@ -238,17 +239,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = _parser().parse_args(argv)
-    if args.command == "token":
+    offline = {"token": lambda: asyncio.run(_token(args)), "journal": lambda: _journal(args)}
+    if args.command in offline:
         try:
-            return asyncio.run(_token(args))
-        except (*JOURNAL_FAILURES, GatewayError) as error:
-            print(f"modelgate token {args.action}: {error}", file=sys.stderr)
-            return 1
-    if args.command == "journal":
-        try:
-            return _journal(args)
-        except JOURNAL_FAILURES as error:
-            print(f"modelgate journal {args.action}: {error}", file=sys.stderr)
+            return offline[args.command]()
+        except OFFLINE_FAILURES as error:
+            print(f"modelgate {args.command} {args.action}: {error}", file=sys.stderr)
             return 1
     try:
         config = load_server_config(
