@@ -11,7 +11,10 @@ TEST_STAMP    := $(VENV)/.installed-test
 serve: $(RUNTIME_STAMP)
 	$(BIN)/modelgate serve --repository examples/models
 
+# The tests also need OpenLDAP's slapd (run as a user process by the LDAP tests): the script
+# installs it through apt where it is missing (root or sudo), and does nothing when it is there.
 test: $(TEST_STAMP)
+	sh tests/install-system-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

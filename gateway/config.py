@@ -105,6 +105,9 @@ class AuthConfig:
 
     inference: bool = False  # inference and model reads need credentials too
     tokens_file: str = ""  # API tokens (hashed); default <journal.path>/tokens.json
+    # `[auth.ldap]`: HTTP Basic / gRPC `authorization: Basic` checked by a bind as the user;
+    # keys: governance/ldap.py LdapConfig, checked at start-up; empty: LDAP off
+    ldap: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
-from gateway.config import ServerConfig
+from gateway.config import ServerConfig, from_mapping
 from gateway.control import Control
 from gateway.governance.access import AccessControl
 from gateway.governance.identity import ADMIN_TOKEN_FILE, Authenticator, TokenStore
+from gateway.governance.ldap import LdapAuthenticator, LdapConfig
 from gateway.governance.ledger import Ledger
 from gateway.repository import VersionSource, scan
 from gateway.serving import InferenceService
@@ -49,7 +50,11 @@ async def serve(config: ServerConfig) -> None:
                 secret,
                 config.tokens_path.parent / ADMIN_TOKEN_FILE,
             )
-        access = AccessControl(Authenticator(tokens, inference_auth=config.auth.inference), ledger)
+        ldap = None
+        if config.auth.ldap:
+            ldap = LdapAuthenticator(from_mapping(LdapConfig, config.auth.ldap, "[auth.ldap]"))
+        authenticator = Authenticator(tokens, ldap, inference_auth=config.auth.inference)
+        access = AccessControl(authenticator, ledger)
         await _serve(config, sources, InferenceService(config, ledger), access, control)
     finally:
         # after the servers drained: every answered request's record is queued by now
