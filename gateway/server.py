@@ -75,7 +75,7 @@ async def _serve(
     try:
         await site.start()
         http_port = runner.addresses[0][1]
-        grpc_endpoint = create_server(service, access, f"{config.host}:{config.grpc_port}")
+        grpc_endpoint = create_server(service, access, control, f"{config.host}:{config.grpc_port}")
     except BaseException:
         await runner.cleanup()
         await service.close()

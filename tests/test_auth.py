@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from conftest import CREDIT_RISK_FEATURES, Server, copy_credit_risk, http_request, start_server
 
+from gateway._proto import admin_pb2, admin_pb2_grpc
 from gateway.config import JournalConfig
 from gateway.governance.ledger import ADMIN, Ledger
 
@@ -190,3 +192,52 @@ def test_token_cli_offline_and_refused_while_a_server_holds_the_journal(tmp_path
         held = _token_cli(journal, "list")
         assert held.returncode == 1 and "Traceback" not in held.stderr
         assert "journal" in held.stderr
+
+
+def test_admin_rpc_tokens_and_trace_lookup(tmp_path: Path) -> None:
+    copy_credit_risk(tmp_path / "repository", config="record_durable = true\n")
+    with start_server(tmp_path / "repository") as server:
+        admin = [("authorization", f"Bearer {server.admin_token}")]
+        answer = http_request(
+            "POST",
+            f"{server.http_url}/v2/models/credit_risk/infer",
+            {**BODY, "id": "rpc-trace-1"},
+        )
+        assert answer.status == 200
+        with grpc.insecure_channel(server.grpc_address) as channel:
+            stub = admin_pb2_grpc.AdminStub(channel)
+
+            def code(call, request, metadata=None) -> grpc.StatusCode:
+                try:
+                    call(request, metadata=metadata)
+                except grpc.RpcError as error:
+                    return error.code()
+                return grpc.StatusCode.OK
+
+            listing = admin_pb2.ListTokensRequest()
+            assert code(stub.ListTokens, listing) is grpc.StatusCode.UNAUTHENTICATED
+            created = stub.CreateToken(
+                admin_pb2.CreateTokenRequest(name="app", role="predictor"), metadata=admin
+            )
+            assert created.secret.startswith("mg_") and created.token.role == "predictor"
+            app = [("authorization", f"Bearer {created.secret}")]
+            assert code(stub.ListTokens, listing, app) is grpc.StatusCode.PERMISSION_DENIED
+            bad_role = admin_pb2.CreateTokenRequest(name="x", role="god")
+            assert code(stub.CreateToken, bad_role, admin) is grpc.StatusCode.INVALID_ARGUMENT
+            names = [t.name for t in stub.ListTokens(listing, metadata=admin).tokens]
+            assert names == ["admin", "app"]
+
+            record = stub.GetPrediction(
+                admin_pb2.GetPredictionRequest(request_id="rpc-trace-1"), metadata=admin
+            )
+            found = json.loads(record.record_json)
+            assert found["request_id"] == "rpc-trace-1" and found["model"] == "credit_risk"
+            missing = admin_pb2.GetPredictionRequest(request_id="nope")
+            assert code(stub.GetPrediction, missing, admin) is grpc.StatusCode.NOT_FOUND
+
+            revoked = stub.RevokeToken(
+                admin_pb2.RevokeTokenRequest(id=created.token.id), metadata=admin
+            )
+            assert revoked.revoked_at
+            unknown = admin_pb2.RevokeTokenRequest(id="ffffffff")
+            assert code(stub.RevokeToken, unknown, admin) is grpc.StatusCode.NOT_FOUND

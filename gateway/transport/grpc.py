@@ -13,17 +13,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import orjson
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from gateway import access_log
 from gateway._proto import POOL, adopt
+from gateway._proto import admin_pb2 as admin_pb
+from gateway._proto import admin_pb2_grpc as admin_pb_grpc
 from gateway._proto import inference_pb2 as pb
 from gateway._proto import inference_pb2_grpc as pb_grpc
 from gateway.codecs import grpc as codec
+from gateway.control import Control
 from gateway.errors import ErrorKind, GatewayError
-from gateway.governance.access import AccessControl
-from gateway.governance.identity import metadata_authorization
+from gateway.governance.access import PRINCIPAL, AccessControl
+from gateway.governance.identity import TokenInfo, metadata_authorization
 from gateway.serving import InferenceService
 
 logger = logging.getLogger("modelgate")
@@ -100,7 +104,8 @@ class InferenceServicer:
 
 
 # What each method is (rbac.OPERATIONS) and which request field names the model; None: open.
-OPERATION_BY_METHOD: dict[str, tuple[str, str | None] | None] = {
+Operations = dict[str, tuple[str, str | None] | None]
+INFERENCE_OPERATIONS: Operations = {
     "ServerLive": None,
     "ServerReady": None,
     "ServerMetadata": None,
@@ -112,19 +117,71 @@ OPERATION_BY_METHOD: dict[str, tuple[str, str | None] | None] = {
 }
 
 
+ADMIN_OPERATIONS: Operations = {
+    "GetPrediction": ("journal.read", None),
+    "CreateToken": ("token.create", None),
+    "ListTokens": ("token.list", None),
+    "RevokeToken": ("token.revoke", None),
+}
+
+
+class AdminServicer:
+    """`modelgate.admin.v1.Admin`: the operator API, over the same control path as HTTP."""
+
+    def __init__(self, service: InferenceService, control: Control) -> None:
+        self._service = service
+        self._control = control
+
+    async def GetPrediction(
+        self, request: admin_pb.GetPredictionRequest, context: Any
+    ) -> admin_pb.GetPredictionResponse:
+        record = await self._service.prediction(request.request_id)
+        return admin_pb.GetPredictionResponse(record_json=orjson.dumps(record).decode())
+
+    async def CreateToken(
+        self, request: admin_pb.CreateTokenRequest, context: Any
+    ) -> admin_pb.CreateTokenResponse:
+        info, secret = await self._control.create_token(
+            PRINCIPAL.get().actor, request.name, request.role, list(request.scopes) or None
+        )
+        return admin_pb.CreateTokenResponse(token=_token(info), secret=secret)
+
+    async def ListTokens(
+        self, request: admin_pb.ListTokensRequest, context: Any
+    ) -> admin_pb.ListTokensResponse:
+        return admin_pb.ListTokensResponse(
+            tokens=[_token(info) for info in self._control.list_tokens()]
+        )
+
+    async def RevokeToken(self, request: admin_pb.RevokeTokenRequest, context: Any) -> Any:
+        return _token(await self._control.revoke_token(PRINCIPAL.get().actor, request.id))
+
+
+def _token(info: TokenInfo) -> admin_pb.Token:
+    fields = info.to_dict()
+    return codec.from_dict(admin_pb.Token, {**fields, "revoked_at": fields["revoked_at"] or ""})
+
+
 class _MappedErrors:
-    """Stands in for a servicer at registration: each method it hands out checks access
-    (`OPERATION_BY_METHOD`), maps GatewayError to its status and anything else to INTERNAL
+    """Stands in for a servicer at registration: each method it hands out checks access (its
+    `operations` table), maps GatewayError to its status and anything else to INTERNAL
     (logged), before gRPC sees it; with the access log on, it also logs each call."""
 
-    def __init__(self, servicer: object, access: AccessControl, access_logged: bool) -> None:
+    def __init__(
+        self,
+        servicer: object,
+        operations: Operations,
+        access: AccessControl,
+        access_logged: bool,
+    ) -> None:
         self._servicer = servicer
+        self._operations = operations
         self._access = access
         self._access_logged = access_logged
 
     def __getattr__(self, name: str) -> Method:
         method: Method = getattr(self._servicer, name)
-        guard = OPERATION_BY_METHOD[name]
+        guard = self._operations[name]
         access = self._access
 
         async def mapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -169,7 +226,9 @@ class GrpcEndpoint:
             await self.health.set(name, status)
 
 
-def create_server(service: InferenceService, access: AccessControl, address: str) -> GrpcEndpoint:
+def create_server(
+    service: InferenceService, access: AccessControl, control: Control, address: str
+) -> GrpcEndpoint:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", service.config.max_request_bytes),
@@ -178,8 +237,12 @@ def create_server(service: InferenceService, access: AccessControl, address: str
             ("grpc.so_reuseport", 0),
         ]
     )
+    logged = service.config.access_log
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-        _MappedErrors(InferenceServicer(service), access, service.config.access_log), server
+        _MappedErrors(InferenceServicer(service), INFERENCE_OPERATIONS, access, logged), server
+    )
+    admin_pb_grpc.add_AdminServicer_to_server(
+        _MappedErrors(AdminServicer(service, control), ADMIN_OPERATIONS, access, logged), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -188,8 +251,9 @@ def create_server(service: InferenceService, access: AccessControl, address: str
     adopt(health_pb2.DESCRIPTOR)
     adopt(reflection_pb2.DESCRIPTOR)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    admin_name = admin_pb.DESCRIPTOR.services_by_name["Admin"].full_name
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_name, reflection.SERVICE_NAME), server, pool=POOL
+        (SERVICE_NAME, admin_name, health_name, reflection.SERVICE_NAME), server, pool=POOL
     )
     port = server.add_insecure_port(address)
     if port == 0:
