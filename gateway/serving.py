@@ -156,7 +156,7 @@ class InferenceService:
         target.stats.record_success(encoded - started, checked.rows, timing)
         if self._tracer is not None:
             marks = RequestMarks(started, decoded, inferred, encoded)
-            self._tracer.record(target.name, target.version, request.id, marks, timing)
+            self._tracer.record(target.name, target.version, response.id, marks, timing)
         return result
 
     @staticmethod
