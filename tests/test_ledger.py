@@ -198,3 +198,19 @@ async def test_from_checkpoint_still_sees_records_removed_from_the_end(tmp_path:
     segment.write_bytes(data[: data.rindex(MAGIC)])
     with pytest.raises(LedgerError, match="covers 8 records but the stream holds 7"):
         verify_ledger(tmp_path, key, (PREDICTIONS,), from_checkpoint=True)
+
+
+async def test_old_request_ids_are_found_by_a_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.governance.ledger.RECENT_REQUESTS", 2)
+    await _filled(tmp_path, 5)
+    ledger = Ledger.open(_config(tmp_path))
+    try:
+        assert len(ledger._by_request) == 2  # only the most recent ids stay in memory
+        oldest = ledger.find_prediction("req-0")
+        assert oldest is not None and oldest.seq == 1
+        assert ledger.find_prediction("req-4").seq == 5
+        assert ledger.find_prediction("req-9") is None
+    finally:
+        ledger.close()

@@ -45,6 +45,8 @@ ADMIN = "admin"
 CHECKPOINTS_DIR = "checkpoints"
 SIGNING_KEY_FILE = "signing-key.pem"
 ORIGIN_PREFIX = "modelgate.journal/"
+# request ids kept in memory for trace lookups (the most recent; older ones are found by a scan)
+RECENT_REQUESTS = 200_000
 
 
 class LedgerError(Exception):
@@ -118,6 +120,9 @@ class Ledger:
             request_id = record.payload.get("request_id")
             if isinstance(request_id, str):
                 self._by_request[request_id] = record.seq
+                if len(self._by_request) > RECENT_REQUESTS:
+                    # dicts keep insertion order: the first key is the oldest
+                    del self._by_request[next(iter(self._by_request))]
 
     def _on_append(self, stream: str, records: list[Record]) -> None:
         """Writer thread, after the group is synced."""
@@ -147,11 +152,20 @@ class Ledger:
         self._checkpointed[stream] = (checkpoint.size, time.monotonic())
 
     def find_prediction(self, request_id: str) -> Record | None:
-        """The prediction record of `request_id`, or None. Blocking (reads one record)."""
-        seq = self._by_request.get(request_id)
-        if seq is None:
-            return None
-        return next(self.journal.read(PREDICTIONS, since_seq=seq, until_seq=seq), None)
+        """The prediction record of `request_id`, or None. Blocking: one record for the
+        `RECENT_REQUESTS` most recent ids, a scan of the stream for older ones."""
+        with self._lock:
+            seq = self._by_request.get(request_id)
+        if seq is not None:
+            return next(self.journal.read(PREDICTIONS, since_seq=seq, until_seq=seq), None)
+        return next(
+            (
+                r
+                for r in self.journal.read(PREDICTIONS)
+                if r.payload.get("request_id") == request_id
+            ),
+            None,
+        )
 
     def close(self) -> None:
         """Flush the journal, then checkpoint every stream that grew since its last one."""
