@@ -1,8 +1,9 @@
 """Load generator and side-by-side comparisons with peers (imported as `gateway.bench`).
 
 Modules, one job each:
-  cli           `python -m gateway.bench {compare,load,report,direct}`; `main(argv)`
+  cli           `python -m gateway.bench {compare,journal,load,report,direct}`; `main(argv)`
   compare       the comparison run: floor, Modelgate, MLServer, interleaved repeats, summary
+  journal       what prediction journaling costs: the journal alone, Modelgate off vs on
   measure       picks wrk / h2load / the Python generator for a path and runs one point
   loadgen       Python closed-loop and open-loop generators (open loop: no coordinated omission)
   pydriver      one point with the Python generator
@@ -16,5 +17,5 @@ Modules, one job each:
   stats         percentiles, run results, medians of repeats
   report        tables, JSON, PNG
   progress      the progress line
-  procs         taskset, free ports, running a tool with progress
+  procs         taskset and pinning, free ports, running a tool with progress
 """

@@ -1,7 +1,8 @@
-"""Command line: `python -m gateway.bench {compare,load,direct} ...` (and `modelgate bench ...`).
+"""Command line: `python -m gateway.bench {compare,journal,load,report,direct} ...` (and
+`modelgate bench ...`).
 
-A thin shell: each option fills one field of `CompareConfig` (or one argument of a driver), and
-only this module prints results or picks exit codes.
+A thin shell: each option fills one field of `CompareConfig` or `JournalBenchConfig` (or one
+argument of a driver), and only this module prints results or picks exit codes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from . import compare as compare_mod
 from . import direct, measure, pydriver, report
+from . import journal as journal_mod
 from .clients import Endpoint, check_path
 from .mlserver import default_cache_dir
 from .model import ModelSpec, ModelSpecError, random_rows
@@ -43,6 +45,9 @@ class Preset:
 # The default comparison fits in about 6 minutes on 2 cores; --quick is a smoke run of about one.
 FULL = Preset(5.0, 3, compare_mod.DEFAULT_CONCURRENCY, 1.0)
 QUICK = Preset(2.0, 1, (1, 64), 0.5)
+# `journal`: about 4 minutes with the defaults on 2 cores; --quick about one.
+JOURNAL_FULL = Preset(5.0, 3, journal_mod.DEFAULT_CONCURRENCY, 1.0)
+JOURNAL_QUICK = Preset(2.0, 1, journal_mod.DEFAULT_CONCURRENCY, 0.5)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -198,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--request-timeout", type=float, default=10.0, help="per-request timeout, seconds"
     )
 
+    _journal_parser(sub)
+
     load = sub.add_parser(
         "load",
         formatter_class=fmt,
@@ -273,6 +280,122 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _journal_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fmt = _Formatter
+    jr = sub.add_parser(
+        "journal",
+        formatter_class=fmt,
+        help="prediction journaling: journal appends alone, gateway req/s journal off vs on",
+        description="Measure the journal alone (durable appends with fsync per group at several "
+        "caller counts, async appends, fsync=off for reference) and Modelgate with journaling "
+        "off, on with async records and on with durable records, side by side on the same "
+        "machine; print tables, write JSON.",
+    )
+    jr.add_argument(
+        "--parts",
+        type=_choices(journal_mod.PARTS),
+        default=",".join(journal_mod.PARTS),
+        help="comma list: " + ",".join(journal_mod.PARTS),
+    )
+    jr.add_argument(
+        "--model-repository",
+        type=Path,
+        default=DEFAULT_REPOSITORY,
+        help="model repository, copied per server (NAME/VERSION/model.onnx)",
+    )
+    jr.add_argument("--model", default="credit_risk", help="model name")
+    jr.add_argument(
+        "--model-version", default=None, help="version to pin every request to (default: highest)"
+    )
+    jr.add_argument(
+        "--callers",
+        type=_ints,
+        default=_csv(journal_mod.DEFAULT_CALLERS),
+        help="journal alone: concurrent durable callers, comma list",
+    )
+    jr.add_argument(
+        "--async-callers", type=int, default=64, help="journal alone: callers of the async case"
+    )
+    jr.add_argument(
+        "--paths",
+        type=_choices(tuple(PATHS)),
+        default=",".join(journal_mod.DEFAULT_PATHS),
+        help="gateway: comma list of " + ",".join(PATHS),
+    )
+    jr.add_argument(
+        "--concurrency",
+        type=_ints,
+        default=_csv(journal_mod.DEFAULT_CONCURRENCY),
+        help="gateway: requests in flight, comma list",
+    )
+    jr.add_argument(
+        "--fsync",
+        choices=("batch", "interval", "off"),
+        default="batch",
+        help="gateway: the servers' [journal] fsync",
+    )
+    jr.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help=f"seconds per point (default {JOURNAL_FULL.duration_s:g}; "
+        f"quick {JOURNAL_QUICK.duration_s:g})",
+    )
+    jr.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help=f"runs per point, median reported (default {JOURNAL_FULL.repeats}; "
+        f"quick {JOURNAL_QUICK.repeats})",
+    )
+    jr.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="unrecorded seconds before each journal-alone run and per gateway point "
+        f"(default {JOURNAL_FULL.warmup_s:g}; quick {JOURNAL_QUICK.warmup_s:g})",
+    )
+    jr.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke-run defaults (about a minute); explicit options still win",
+    )
+    jr.add_argument(
+        "--journal-dir",
+        type=Path,
+        default=None,
+        help="where the temp journals and repositories go; its filesystem is what fsync "
+        "measures (default: the system temp dir)",
+    )
+    _client_options(jr)
+    jr.add_argument(
+        "--no-pin", action="store_true", help="do not pin servers and load to separate cores"
+    )
+    jr.add_argument(
+        "--server-cores",
+        type=_cores,
+        default=None,
+        help="cores for the servers and the journal alone (default: first allowed)",
+    )
+    jr.add_argument(
+        "--client-cores",
+        type=_cores,
+        default=None,
+        help="cores for load generators (default: second allowed)",
+    )
+    jr.add_argument("--seed", type=int, default=0, help="seed of the random request rows")
+    jr.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for JSON and server logs")
+    jr.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=120.0,
+        help="seconds a server may take to become ready",
+    )
+    jr.add_argument(
+        "--request-timeout", type=float, default=10.0, help="per-request timeout, seconds"
+    )
+
+
 def _client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--client",
@@ -298,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "compare":
             return _compare(args)
+        if args.command == "journal":
+            return _journal(args)
         if args.command == "load":
             return _load(args)
         if args.command == "report":
@@ -346,6 +471,47 @@ def _compare(args: argparse.Namespace) -> int:
     report.plot_compare(result, png_path)
     print(f"\nwrote {json_path}\nwrote {png_path}\nserver logs in {log_dir}")
     return 1 if result.failed or not result.rows else 0
+
+
+def _journal(args: argparse.Namespace) -> int:
+    preset = JOURNAL_QUICK if args.quick else JOURNAL_FULL
+    config = journal_mod.JournalBenchConfig(
+        model_repository=args.model_repository,
+        model=args.model,
+        model_version=args.model_version,
+        parts=args.parts,
+        callers=tuple(dict.fromkeys(args.callers)),
+        async_callers=args.async_callers,
+        paths=args.paths,
+        concurrency=tuple(sorted(set(args.concurrency))),
+        fsync=args.fsync,
+        duration_s=preset.duration_s if args.duration is None else args.duration,
+        repeats=preset.repeats if args.repeats is None else args.repeats,
+        warmup_s=preset.warmup_s if args.warmup is None else args.warmup,
+        client=args.client,
+        pin=not args.no_pin,
+        server_cores=args.server_cores,
+        client_cores=args.client_cores,
+        journal_dir=args.journal_dir,
+        seed=args.seed,
+        request_timeout_s=args.request_timeout,
+        ready_timeout_s=args.ready_timeout,
+    )
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out: Path = args.out
+    log_dir = out / f"journal-{stamp}-logs"
+    result = journal_mod.run_journal_bench(
+        config, log_dir=log_dir, say=lambda m: print(m, file=sys.stderr)
+    )
+    print(report.journal_text(result))
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / f"journal-{stamp}.json"
+    report.write_json(json_path, report.journal_json(result))
+    print(f"\nwrote {json_path}")
+    if "gateway" in config.parts:
+        print(f"server logs in {log_dir}")
+    empty = not result.appends and not result.costs
+    return 1 if result.failed or empty else 0
 
 
 def _load(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from .clients import check_path
 from .measure import ClientMode, Target, measure, tool_for
 from .model import ModelSpec, random_rows
 from .payloads import PATHS, build_request_set
-from .procs import available_cores, pin_command
+from .procs import available_cores, pin_command, pinned
 from .stats import RunResult, median_result
 
 FLOOR = "direct"
@@ -153,11 +153,18 @@ def resolve_model_file(repository: Path, model: str, version: str | None) -> tup
 def choose_cores(config: CompareConfig) -> tuple[list[int] | None, list[int] | None]:
     """(server cores, client cores); (None, None) when unpinned. Raises CompareError if pinning
     is asked for on fewer than two cores or the two sets overlap."""
-    if not config.pin:
+    return select_cores(config.pin, config.server_cores, config.client_cores)
+
+
+def select_cores(
+    pin: bool, server_cores: Sequence[int] | None, client_cores: Sequence[int] | None
+) -> tuple[list[int] | None, list[int] | None]:
+    """`choose_cores` for any command: the given cores, else the first and the second allowed."""
+    if not pin:
         return None, None
     cores = available_cores()
-    server = list(config.server_cores) if config.server_cores else cores[:1]
-    client = list(config.client_cores) if config.client_cores else cores[1:2]
+    server = list(server_cores) if server_cores else cores[:1]
+    client = list(client_cores) if client_cores else cores[1:2]
     if not server or not client:
         raise CompareError(f"pinning needs two cores, this process may use {cores}; try --no-pin")
     if set(server) & set(client):
@@ -267,20 +274,6 @@ def _measure_floor(
     return RunResult.from_json(json.loads(done.stdout))
 
 
-@contextlib.contextmanager
-def _affinity(cores: list[int] | None) -> Iterator[None]:
-    """Pin this process (the Python load generator's home) for the duration; restore after."""
-    if not cores:
-        yield
-        return
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, cores)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
-
-
 def estimate_seconds(config: CompareConfig, n_server_paths: int) -> float:
     points = n_server_paths * len(config.concurrency) * config.repeats
     floor = config.repeats if FLOOR in config.servers else 0
@@ -313,7 +306,8 @@ def run_compare(
     model = ModelSpec.from_onnx(model_file, config.model, version)
     server_cores, client_cores = choose_cores(config)
     run = _Comparison(config, model, model_file, server_cores, client_cores, log_dir, say)
-    with contextlib.ExitStack() as stack, _affinity(client_cores):
+    # This process is the Python load generator's home: pinned with the load generators.
+    with contextlib.ExitStack() as stack, pinned(client_cores):
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelgate-bench-")))
         for name in config.servers:
             if name != FLOOR:

@@ -26,6 +26,7 @@ from .procs import free_port, pin_command
 
 READY_POLL_S = 0.2
 STOP_GRACE_S = 10.0
+MODELGATE_NOTE = "model config from the repository applies (dynamic batching included)"
 
 
 class PeerError(RuntimeError):
@@ -51,9 +52,19 @@ class PeerSpec:
     notes: list[str] = field(default_factory=list)
 
 
-def modelgate_spec(repository: Path, *, host: str = "127.0.0.1") -> PeerSpec:
+def modelgate_spec(
+    repository: Path,
+    *,
+    host: str = "127.0.0.1",
+    name: str = "modelgate",
+    config: Path | None = None,
+    journal: Path | None = None,
+    notes: Sequence[str] = (MODELGATE_NOTE,),
+) -> PeerSpec:
     """`modelgate serve` on free ports; the console script next to this Python if there is one
-    (the same venv), else `python -m gateway`."""
+    (the same venv), else `python -m gateway`. `config` is a server TOML (`--config`), `journal`
+    the journal folder (`--journal`); without them the server's defaults apply (journal on, in
+    `./journal`). `name` names the log file too, so servers run side by side need distinct ones."""
     http_port, grpc_port = free_port(host), free_port(host)
     script = Path(sys.executable).with_name("modelgate")
     found = str(script) if script.exists() else shutil.which("modelgate")
@@ -70,11 +81,15 @@ def modelgate_spec(repository: Path, *, host: str = "127.0.0.1") -> PeerSpec:
         "--grpc-port",
         str(grpc_port),
     ]
+    if config is not None:
+        command += ["--config", str(config)]
+    if journal is not None:
+        command += ["--journal", str(journal)]
     return PeerSpec(
-        name="modelgate",
+        name=name,
         command=command,
         endpoint=Endpoint.local(host, http_port, grpc_port),
-        notes=["model config from the repository applies (dynamic batching included)"],
+        notes=list(notes),
     )
 
 

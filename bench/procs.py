@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from .progress import ProgressLine
@@ -33,6 +34,21 @@ def pin_command(command: Sequence[str], cores: Sequence[int] | None) -> list[str
     if taskset is None:
         raise FileNotFoundError("taskset not found (util-linux); pass --no-pin to run unpinned")
     return [taskset, "-c", ",".join(str(c) for c in cores), *command]
+
+
+@contextlib.contextmanager
+def pinned(cores: Sequence[int] | None) -> Iterator[None]:
+    """Pin the calling thread (and the threads it starts meanwhile) to `cores` for the duration;
+    restore after. Nothing when `cores` is None or empty."""
+    if not cores:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

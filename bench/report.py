@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .compare import FLOOR, CompareResult, Point, SummaryRow, summarize_rows
+from .journal import AppendPoint, CostRow, JournalBenchResult
 from .stats import PERCENTILES, RunResult, percentile_key
 
 
@@ -230,3 +231,202 @@ def plot_compare(result: CompareResult, png_path: Path) -> None:
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
+
+
+# --- `journal` ----------------------------------------------------------------------------------
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f} %"
+
+
+def _delta_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.3f}"
+
+
+def appends_table(points: Sequence[AppendPoint]) -> str:
+    headers = [
+        "mode",
+        "fsync",
+        "callers",
+        "records/s",
+        "groups/s",
+        "fsyncs/s",
+        "records/group",
+        "largest group",
+        "MB/s",
+        "append p50 ms",
+        "append p99 ms",
+    ]
+    body = []
+    for point in points:
+        if not point.runs:
+            continue
+        m = point.median
+        body.append(
+            [
+                point.case.mode,
+                point.case.fsync,
+                str(point.case.callers),
+                f"{m.records_per_s:.0f}",
+                f"{m.groups_per_s:.0f}",
+                f"{m.fsyncs_per_s:.0f}",
+                f"{m.mean_group:.1f}",
+                str(m.largest_group),
+                f"{m.mb_per_s:.2f}",
+                _num(m.append_ms.get("p50"), ".3f"),
+                _num(m.append_ms.get("p99"), ".3f"),
+            ]
+        )
+    return table(headers, body)
+
+
+def journal_cost_table(rows: Sequence[CostRow]) -> str:
+    headers = [
+        "path",
+        "journal",
+        "c",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "req/s cost",
+        "cost per repeat",
+        "p50 +ms",
+        "p99 +ms",
+        "groups/s",
+        "records/group",
+        "errors",
+        "tool",
+    ]
+    body = []
+    for row in rows:
+        server = row.server_journal or {}
+        body.append(
+            [
+                row.path,
+                row.variant,
+                str(row.concurrency),
+                f"{row.throughput_rps:.0f}",
+                _num(row.p50_ms, ".3f"),
+                _num(row.p99_ms, ".3f"),
+                _pct(row.cost_pct),
+                " ".join(f"{c:+.1f}" for c in row.paired_cost_pct) or "-",
+                _delta_ms(row.p50_delta_ms),
+                _delta_ms(row.p99_delta_ms),
+                _num(server.get("groups_per_s"), ".0f"),
+                _num(server.get("mean_group"), ".1f"),
+                str(row.errors),
+                row.tool,
+            ]
+        )
+    return table(headers, body)
+
+
+def target_line(rows: Sequence[CostRow], target: dict[str, Any]) -> str:
+    """Where the on-variants stand against the issue's target (reported, not enforced)."""
+    pct, path, c = float(target["pct"]), target["path"], int(target["concurrency"])
+    head = f"target: journaling costs <= {pct:g} % of req/s at c={c} on {path}:"
+    found = [r for r in rows if r.path == path and r.concurrency == c and r.variant != "off"]
+    if not found:
+        return f"{head} not measured"
+    parts = []
+    for row in found:
+        if row.cost_pct is None:
+            parts.append(f"{row.variant} -")
+            continue
+        verdict = "within" if row.cost_pct <= pct else "over"
+        spread = (
+            f", per repeat {min(row.paired_cost_pct):+.1f}..{max(row.paired_cost_pct):+.1f} %"
+            if row.paired_cost_pct
+            else ""
+        )
+        parts.append(f"{row.variant} {row.cost_pct:+.1f} % ({verdict}{spread})")
+    return f"{head} " + "; ".join(parts)
+
+
+def journal_text(result: JournalBenchResult) -> str:
+    """The full stdout report of a `journal` run."""
+    meta = result.meta
+    fs = meta.get("journal_filesystem", {})
+    per_point = f"median of {meta['repeats']} x {meta['duration_s']:g} s"
+    parts = []
+    if result.appends:
+        parts += [
+            f"Journal alone: appends of prediction payloads (capture {meta['payload_capture']}, "
+            f"{meta['payload_bytes_mean']:.0f} B of JSON each) into a fresh journal under "
+            f"{fs.get('path')} ({fs.get('type')} on {fs.get('mount')}), on uvloop, in one "
+            f"process pinned to cores {meta['server_cores']}, {per_point}:",
+            appends_table(result.appends),
+            "",
+        ]
+    if result.costs:
+        parts += [
+            f"Gateway: {meta['model']} v{meta['model_version']}, batch 1, servers on cores "
+            f"{meta['server_cores']}, load on {meta['client_cores']}, journal fsync "
+            f"{meta['gateway_fsync']}, capture {meta['record_capture']}; {per_point}, the "
+            "three configurations interleaved (order rotated each repeat). Cost: req/s lost "
+            "vs journal off (+ = slower); groups/s and records/group from the server's /metrics:",
+            journal_cost_table(result.costs),
+            "",
+            target_line(result.costs, meta["target"]),
+        ]
+    if meta.get("git"):
+        at_servers = meta.get("git_at_server_start")
+        moved = (
+            f" (servers started on {at_servers})" if at_servers not in (None, meta["git"]) else ""
+        )
+        parts.append(f"code: {meta['git']}{moved}")
+    load = meta.get("load_average_start")
+    if load:
+        parts.append(
+            f"load average before the run (1/5/15 min): {load[0]:.2f} / {load[1]:.2f} / "
+            f"{load[2]:.2f} (this run adds up to about 2)"
+        )
+    for variant, counts in result.journalled.items():
+        if counts["records"] or counts["ok_replies"]:
+            parts.append(
+                f"journal {variant}: {counts['records']} prediction records for "
+                f"{counts['ok_replies']} OK replies measured (plus warm-ups and checks)"
+            )
+    for skip in result.skipped:
+        reason = skip["reason"].splitlines()[0] if skip["reason"] else ""
+        parts.append(f"skipped {skip['server']} {skip['path']} ({skip.get('kind')}): {reason}")
+    parts.extend(
+        run_notes(
+            (f"journal {p.server}", p.path, p.median) for p in result.points.values() if p.runs
+        )
+    )
+    return "\n".join(parts).strip("\n")
+
+
+def journal_json(result: JournalBenchResult) -> dict[str, Any]:
+    return {
+        "meta": result.meta,
+        "appends": [
+            {
+                "mode": p.case.mode,
+                "fsync": p.case.fsync,
+                "callers": p.case.callers,
+                "median": p.median.to_json(),
+                "runs": [r.to_json() for r in p.runs],
+            }
+            for p in result.appends
+            if p.runs
+        ],
+        "gateway": [
+            {**row.__dict__, "paired_cost_pct": list(row.paired_cost_pct)} for row in result.costs
+        ],
+        "gateway_runs": [
+            {
+                "variant": p.server,
+                "path": p.path,
+                "concurrency": p.concurrency,
+                "median": p.median.to_json(),
+                "runs": [r.to_json() for r in p.runs],
+            }
+            for p in result.points.values()
+            if p.runs
+        ],
+        "journalled": result.journalled,
+        "skipped": result.skipped,
+    }

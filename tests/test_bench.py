@@ -1,19 +1,42 @@
 """Unit tests for the pure parts of the bench (`gateway.bench`): percentiles, medians, the
 open- and closed-loop schedules under a fake clock, wire encoders, and the wrk / h2load output
-parsers on captured outputs. No servers, no sleeps: fast, and each can fail.
+parsers on captured outputs; the journal command's pure parts, and its append driver on a real
+journal for a few tens of milliseconds. No servers: fast, and each can fail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from gateway.bench import h2load, loadgen, wrk
+from gateway.bench import h2load, loadgen, report, wrk
 from gateway.bench.cli import main
 from gateway.bench.compare import FLOOR, FLOOR_PATH, MLSERVER, Point, counterpart, summarize_rows
+from gateway.bench.journal import (
+    AppendCase,
+    AppendPoint,
+    AppendRun,
+    JournalBenchResult,
+    append_cases,
+    append_run,
+    cost_pct,
+    cost_rows,
+    measure_appends,
+    median_append,
+    metrics_rates,
+    mount_of,
+    parse_journal_metrics,
+    prediction_payloads,
+    prepare_repository,
+    rotated,
+    server_toml,
+    set_top_level_key,
+)
 from gateway.bench.model import ModelSpec, ModelSpecError, TensorSpec, random_rows, request_shape
 from gateway.bench.payloads import (
     BINARY_HEADER,
@@ -27,6 +50,10 @@ from gateway.bench.payloads import (
 )
 from gateway.bench.stats import RunResult, median_result, percentiles, summarize
 from tritonclient.grpc import service_pb2
+
+from gateway.config import load_server_config
+from gateway.governance.journal import JournalStats, verify_journal
+from gateway.metrics import exposition, make_registry
 
 # --------------------------------------------------------------------------- percentiles
 
@@ -584,3 +611,317 @@ def test_compare_fails_on_errors_and_broken_servers_but_not_on_unserved_paths() 
     assert not CompareResult({}, ok, summarize_rows(ok, 1, 1), [unserved]).failed
     assert CompareResult({}, bad, summarize_rows(bad, 1, 1), [unserved]).failed
     assert CompareResult({}, ok, summarize_rows(ok, 1, 1), [dead]).failed
+
+
+# --------------------------------------------------------------------------- journal
+
+
+def test_journal_append_cases_cover_batch_async_and_off() -> None:
+
+    cases = append_cases((1, 64), 32)
+    assert [(c.mode, c.fsync, c.callers) for c in cases] == [
+        ("durable", "batch", 1),
+        ("durable", "batch", 64),
+        ("async", "batch", 32),
+        ("durable", "off", 1),
+        ("durable", "off", 64),
+    ]
+    assert cases[2].label == "async fsync=batch callers=32"
+
+
+def test_journal_append_run_rates_and_group_size() -> None:
+
+    run = append_run(
+        records=1000,
+        groups=10,
+        fsyncs=11,
+        written_bytes=2_000_000,
+        largest_group=150,
+        elapsed_s=2.0,
+        latencies_ns=[1_000_000, 3_000_000],
+    )
+    assert run.records_per_s == 500.0
+    assert run.groups_per_s == 5.0
+    assert run.fsyncs_per_s == 5.5
+    assert run.mean_group == 100.0
+    assert run.mb_per_s == 1.0
+    assert run.append_ms["p50"] == pytest.approx(2.0)
+    assert run.append_ms["p99"] == pytest.approx(2.98)
+    idle = append_run(
+        records=0,
+        groups=0,
+        fsyncs=0,
+        written_bytes=0,
+        largest_group=0,
+        elapsed_s=0.0,
+        latencies_ns=[],
+    )
+    assert (idle.records_per_s, idle.mean_group, idle.append_ms) == (0.0, 0.0, {})
+
+
+def test_journal_median_append_is_fieldwise() -> None:
+
+    runs = [
+        append_run(
+            records=r,
+            groups=g,
+            fsyncs=g,
+            written_bytes=r * 300,
+            largest_group=big,
+            elapsed_s=1.0,
+            latencies_ns=[lat],
+        )
+        for r, g, big, lat in [
+            (100, 10, 12, 1_000_000),
+            (300, 10, 40, 5_000_000),
+            (200, 50, 9, 2e6),
+        ]
+    ]
+    median = median_append(runs)
+    assert median.records_per_s == 200.0
+    assert median.groups_per_s == 10.0
+    assert median.mean_group == 10.0  # of 10, 30, 4
+    assert median.records == 600
+    assert median.largest_group == 40
+    assert median.append_ms["p50"] == pytest.approx(2.0)
+    assert AppendRun.from_json(json.loads(json.dumps(median.to_json()))) == median
+    with pytest.raises(ValueError):
+        median_append([])
+
+
+def test_journal_appends_measure_a_real_journal(tmp_path: Path) -> None:
+
+    payloads = [
+        {"request_id": f"{i:032x}", "model": "m", "input_digest": "0" * 64} for i in range(8)
+    ]
+    for durable in (True, False):
+        root = tmp_path / str(durable)
+        run = measure_appends(
+            AppendCase(durable, "off", 4),
+            payloads,
+            root,
+            warmup_s=0.01,
+            duration_s=0.05,
+            queue_limit=256,  # async callers fill the queue before they yield: keep it short
+        )
+        assert run.records > 0 and run.mean_group > 0 and run.fsyncs_per_s == 0.0
+        assert "p99" in run.append_ms
+        # closed: everything appended is in the journal, warm-up and drain included
+        assert verify_journal(root)["predictions"].head_seq >= run.records
+
+
+def test_journal_prediction_payloads_are_digest_records(tmp_path: Path) -> None:
+
+    model = ModelSpec("m", (TensorSpec("x", "FP32", (-1, 3)),), (), "2")
+    model_file = tmp_path / "model.onnx"
+    model_file.write_bytes(b"not really onnx")
+    payloads = prediction_payloads(model, model_file, count=3, seed=1)
+    assert len({p["request_id"] for p in payloads}) == 3
+    assert len({p["input_digest"] for p in payloads}) == 3
+    first = payloads[0]
+    assert first["model"] == "m" and first["version"] == "2" and first["routing"] == "pinned"
+    assert first["profile_id"] == "" and len(first["content_hash"]) == 64
+    assert "inputs" not in first
+    assert prediction_payloads(model, model_file, count=3, seed=1) == payloads
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "record_durable = true\n"),
+        ("a = 1\n", "a = 1\nrecord_durable = true\n"),
+        ("a = 1\nrecord_durable = false # old\nb = 2\n", "a = 1\nrecord_durable = true\nb = 2\n"),
+        (
+            "# c\na = 1\n\n[shapes]\nx = [1]\n",
+            "# c\na = 1\nrecord_durable = true\n\n[shapes]\nx = [1]\n",
+        ),
+        # a key of the same name inside a table is not the model's
+        ("[t]\nrecord_durable = false\n", "record_durable = true\n[t]\nrecord_durable = false\n"),
+    ],
+)
+def test_journal_set_top_level_key(text: str, expected: str) -> None:
+
+    assert set_top_level_key(text, "record_durable", "true") == expected
+
+
+def test_journal_prepare_repository_keeps_the_model_config(tmp_path: Path) -> None:
+
+    source = Path(__file__).resolve().parents[1] / "examples" / "models"
+    original = tomllib.loads((source / "credit_risk" / "config.toml").read_text())
+    for durable in (True, False):
+        target = tmp_path / f"repo-{durable}"
+        config = prepare_repository(source, "credit_risk", target, durable=durable)
+        edited = tomllib.loads((target / "credit_risk" / "config.toml").read_text())
+        assert edited == {**original, "record_durable": durable}
+        assert config.record_durable is durable
+        assert config.warmup_file == original["warmup_file"]
+        assert (target / "credit_risk" / "2" / "model.onnx").is_file()
+    # the source is untouched
+    assert tomllib.loads((source / "credit_risk" / "config.toml").read_text()) == original
+
+
+def test_journal_server_toml_is_a_valid_server_config(tmp_path: Path) -> None:
+
+    for enabled, fsync in ((False, "batch"), (True, "interval")):
+        path = tmp_path / f"{enabled}.toml"
+        path.write_text(server_toml(enabled, fsync))
+        config = load_server_config(path).journal
+        assert (config.enabled, config.fsync) == (enabled, fsync)
+
+
+def test_journal_rotation_puts_each_variant_in_each_position() -> None:
+
+    orders = [rotated(["off", "async", "durable"], r) for r in range(3)]
+    assert orders == [
+        ["off", "async", "durable"],
+        ["async", "durable", "off"],
+        ["durable", "off", "async"],
+    ]
+    assert rotated([], 2) == []
+
+
+def test_journal_cost_rows_against_journal_off() -> None:
+
+    assert cost_pct(1000.0, 970.0) == pytest.approx(3.0)
+    assert cost_pct(1000.0, 1010.0) == pytest.approx(-1.0)
+    assert cost_pct(0.0, 10.0) is None
+    assert cost_pct(None, 10.0) is None
+    points = {
+        ("off", "grpc-raw", 64): Point(
+            "off", "grpc-raw", 64, [_run(r, 26.0, 30.0) for r in (2400, 2500, 2000)]
+        ),
+        ("async", "grpc-raw", 64): Point(
+            "async", "grpc-raw", 64, [_run(r, 27.0, 33.0) for r in (2376, 2375, 1900)]
+        ),
+        ("durable", "grpc-raw", 64): Point(
+            "durable", "grpc-raw", 64, [_run(2000, 30.0, 40.0, errors=2)]
+        ),
+    }
+    server = {("async", "grpc-raw", 64): [{"groups_per_s": 100.0, "mean_group": 20.0}] * 2}
+    off, on, durable = cost_rows(points, server)
+    assert (off.variant, off.cost_pct, off.paired_cost_pct, off.server_journal) == (
+        "off",
+        None,
+        (),
+        None,
+    )
+    assert on.throughput_rps == 2375
+    assert on.cost_pct == pytest.approx(100 * 25 / 2400)  # medians: 2400 -> 2375
+    assert on.paired_cost_pct == pytest.approx((1.0, 5.0, 5.0))
+    assert on.p50_delta_ms == pytest.approx(1.0) and on.p99_delta_ms == pytest.approx(3.0)
+    assert on.server_journal == {"groups_per_s": 100.0, "mean_group": 20.0}
+    # one durable run against three off runs: no pairing, still a median cost
+    assert durable.paired_cost_pct == () and durable.cost_pct == pytest.approx(100 / 6)
+    assert durable.errors == 2
+
+
+def test_journal_metrics_from_the_gateways_exposition() -> None:
+
+    def stats(records: int, groups: int, fsyncs: int) -> JournalStats:
+        return JournalStats(0, 0, 0, 0.0, records, groups, fsyncs, records * 300, 64, {"a": 1})
+
+    def scrape(s: JournalStats) -> dict[str, float]:
+        return parse_journal_metrics(exposition(make_registry(lambda: [], lambda: s)).decode())
+
+    before, after = scrape(stats(100, 10, 10)), scrape(stats(1100, 60, 61))
+    assert before["records"] == 100 and before["group_commits"] == 10 and before["fsyncs"] == 10
+    assert "head_seq" not in before  # labelled per stream: skipped
+    rates = metrics_rates(before, after, 2.0)
+    assert rates == {"groups_per_s": 25.0, "fsyncs_per_s": 25.5, "mean_group": 20.0}
+    assert metrics_rates({}, after, 2.0) is None  # journal off: no journal metrics
+    assert metrics_rates(after, after, 2.0) is None  # nothing committed
+
+
+def test_journal_mount_of_picks_the_longest_prefix() -> None:
+
+    mounts = (
+        "/dev/vda / ext4 rw 0 0\n"
+        "tmpfs /tmp tmpfs rw 0 0\n"
+        "tmpfs /tmpfoo tmpfs rw 0 0\n"
+        "/dev/vdb /data\\040disk xfs rw 0 0\n"
+    )
+    assert mount_of(Path("/tmp/x/y"), mounts) == ("/tmp", "tmpfs")
+    assert mount_of(Path("/tmpx"), mounts) == ("/", "ext4")
+    assert mount_of(Path("/data disk/j"), mounts) == ("/data disk", "xfs")
+    assert mount_of(Path("/x"), "") == ("?", "?")
+
+
+def _journal_result() -> JournalBenchResult:
+
+    appends = [
+        AppendPoint(
+            AppendCase(True, "batch", 64),
+            [
+                append_run(
+                    records=5000,
+                    groups=100,
+                    fsyncs=100,
+                    written_bytes=1_500_000,
+                    largest_group=64,
+                    elapsed_s=1.0,
+                    latencies_ns=[800_000],
+                )
+            ],
+        )
+    ]
+    points = {
+        ("off", "grpc-raw", 64): Point("off", "grpc-raw", 64, [_run(2400, 26.0, 30.0)]),
+        ("async", "grpc-raw", 64): Point("async", "grpc-raw", 64, [_run(2350, 27.0, 31.0)]),
+        ("durable", "grpc-raw", 64): Point("durable", "grpc-raw", 64, [_run(2000, 30.0, 40.0)]),
+    }
+    meta = {
+        "repeats": 1,
+        "duration_s": 1.0,
+        "payload_capture": "digest",
+        "payload_bytes_mean": 317.0,
+        "journal_filesystem": {"path": "/tmp", "type": "ext4", "mount": "/"},
+        "server_cores": [0],
+        "client_cores": [1],
+        "model": "m",
+        "model_version": "2",
+        "gateway_fsync": "batch",
+        "record_capture": "digest",
+        "target": {"pct": 3.0, "path": "grpc-raw", "concurrency": 64},
+    }
+    journalled = {"off": {"records": 0, "ok_replies": 0}, "async": {"records": 9, "ok_replies": 5}}
+    return JournalBenchResult(meta, appends, points, cost_rows(points), journalled, [])
+
+
+def test_journal_report_text_and_json() -> None:
+
+    result = _journal_result()
+    text = report.journal_text(result)
+    assert "durable  batch       64       5000       100" in text
+    assert "grpc-raw  async    64   2350  27.000  31.000      +2.1 %" in text
+    assert (
+        "target: journaling costs <= 3 % of req/s at c=64 on grpc-raw: "
+        "async +2.1 % (within, per repeat +2.1..+2.1 %); durable +16.7 % (over, per repeat "
+        "+16.7..+16.7 %)" in text
+    )
+    assert "journal async: 9 prediction records for 5 OK replies" in text
+    assert "journal off:" not in text
+    assert "code:" not in text
+    moved = replace(result, meta={**result.meta, "git": "abc", "git_at_server_start": "def"})
+    assert "code: abc (servers started on def)" in report.journal_text(moved)
+    document = json.loads(json.dumps(report.journal_json(result)))
+    assert document["appends"][0]["median"]["mean_group"] == 50.0
+    assert [g["variant"] for g in document["gateway"]] == ["off", "async", "durable"]
+    assert not result.failed
+
+
+def test_journal_result_fails_on_missing_records_and_errors() -> None:
+
+    result = _journal_result()
+    short = replace(result, journalled={"async": {"records": 4, "ok_replies": 5}})
+    assert short.failed
+    dead = replace(result, skipped=[{"kind": "server", "server": "x", "path": "*", "reason": ""}])
+    assert dead.failed
+    unserved = replace(result, skipped=[{"kind": "path", "server": "x", "path": "p", "reason": ""}])
+    assert not unserved.failed
+
+
+def test_journal_cli_rejects_bad_options(tmp_path: Path) -> None:
+    assert main(["journal", "--repeats", "0", "--out", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["journal", "--parts", "appends,nope"])
+    assert exit_.value.code == 2
