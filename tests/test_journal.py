@@ -24,6 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.config import ConfigError
 from gateway.errors import ErrorKind, GatewayError
 from gateway.governance.journal import (
     Journal,
@@ -953,3 +954,43 @@ def test_kill_9_during_heavy_writes_loses_nothing_acknowledged(tmp_path: Path, m
             assert seqs(journal, stream) == list(range(1, head + 1))
         journal.close()
         assert verify_journal(root).keys() == {"admin", "predictions"}
+
+
+# ---- the async window ---------------------------------------------------------------------
+
+
+async def test_async_records_are_gathered_and_a_durable_one_ends_the_window(
+    tmp_path: Path,
+) -> None:
+    # a window far longer than the test: only a durable record (or close) may end it
+    journal = Journal.open(tmp_path, JournalOptions(async_window_ms=600_000))
+    for i in range(50):
+        await journal.append("predictions", "prediction", "svc", {"i": i}, durable=False)
+    assert journal.stats().records == 0  # gathered, not written
+    durable = await journal.append("predictions", "prediction", "svc", {"i": 50})
+    assert durable.seq == 51
+    stats = journal.stats()
+    assert (stats.records, stats.groups) == (51, 1)  # one wake-up and one sync for all of them
+    await journal.aclose()
+
+
+async def test_close_writes_what_the_window_gathered(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path, JournalOptions(async_window_ms=600_000))
+    for i in range(20):
+        await journal.append("predictions", "prediction", "svc", {"i": i}, durable=False)
+    await journal.aclose()
+    assert verify_journal(tmp_path)["predictions"].head_seq == 20
+
+
+async def test_no_window_writes_async_records_as_they_come(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path, JournalOptions(async_window_ms=0))
+    await journal.append("predictions", "prediction", "svc", {"i": 0}, durable=False)
+    # a durable record after it cannot be committed before it: both are on disk once it is
+    record = await journal.append("predictions", "prediction", "svc", {"i": 1})
+    assert record.seq == 2 and journal.stats().records == 2
+    await journal.aclose()
+
+
+def test_window_must_not_be_negative() -> None:
+    with pytest.raises(ConfigError, match="async_window_ms"):
+        JournalOptions(async_window_ms=-1)

@@ -133,6 +133,10 @@ class JournalOptions:
     queue_limit: int = 65_536  # records waiting for the writer; beyond, callers wait or fail
     when_full: str = "wait"  # wait (back-pressure) | fail (JournalFull, fail closed)
     max_group: int = 4096  # records the writer takes as one group commit
+    # records nobody waits for (durable=False) are gathered this long before they are written,
+    # so that a stream of them costs one wake-up and one sync per window, not per record; a
+    # crash loses at most this window more of them (durable records are never held back)
+    async_window_ms: int = 5
     retention_days: int = 183  # exported segments older than this may be deleted
     repair_torn_tail: bool = True  # cut a torn tail on open (else refuse to open)
     accept_damage: bool = False  # open a damaged journal anyway (operator's explicit choice)
@@ -150,6 +154,8 @@ class JournalOptions:
         for name in ("fsync_interval_ms", "segment_bytes", "queue_limit", "max_group"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"journal.{name} must be >= 1")
+        if self.async_window_ms < 0:
+            raise ConfigError("journal.async_window_ms must be >= 0")
         if self.retention_days < 0:
             raise ConfigError("journal.retention_days must be >= 0")
 
@@ -341,12 +347,15 @@ class Journal:
         self._max_group = options.max_group
         self._policy = options.fsync
         self._interval_s = options.fsync_interval_ms / 1000
+        self._window_s = options.async_window_ms / 1000
         # shared between callers and the writer, under _lock
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._queue: deque[_Entry] = deque()
         self._waiting: deque[_Entry] = deque()  # held back by a full queue, in arrival order
         self._idle = False  # the writer sleeps on _wakeup
+        self._gathering = False  # the writer waits out the async window on _wakeup
+        self._urgent = False  # a queued record has a caller waiting for it: no window
         self._closing = False
         self._failure: JournalClosed | None = None  # set once: closed, or the writer failed
         self._in_flight = 0
@@ -546,7 +555,8 @@ class Journal:
                 raise JournalClosed(str(self._failure), self._failure.cause)
             if len(self._queue) < self._limit and not self._waiting:
                 self._queue.append(entry)
-                if self._idle:
+                self._urgent = self._urgent or durable
+                if self._idle or (durable and self._gathering):
                     self._wakeup.notify()
             elif self._fail_when_full:
                 raise JournalFull(stream, self._limit)
@@ -608,6 +618,8 @@ class Journal:
                 self._idle = True
                 self._wakeup.wait(remaining)
                 self._idle = False
+            if self._queue and self._window_s:
+                self._gather()
             batch, admitted = self._take()
         if admitted:
             _settle((entry, None) for entry in admitted)
@@ -620,6 +632,21 @@ class Journal:
         ):
             self._commit()
         return True
+
+    def _gather(self) -> None:
+        """Under the lock: let records nobody waits for pile up for the async window, unless
+        a caller waits (a durable record, callers held back by a full queue), the journal
+        closes or the group is full."""
+        deadline = time.monotonic() + self._window_s
+        self._gathering = True
+        while not (
+            self._urgent or self._waiting or self._closing or len(self._queue) >= self._max_group
+        ):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._wakeup.wait(remaining)
+        self._gathering = False
 
     def _take(self) -> tuple[Sequence[_Entry], list[_Entry]]:
         """Under the lock: the next group, and the held-back async callers now admitted."""
@@ -639,6 +666,7 @@ class Journal:
             self._queue.append(entry)
             if not entry.durable:
                 admitted.append(entry)
+        self._urgent = any(entry.durable for entry in self._queue)
         if batch:
             if not self._in_flight:
                 self._in_flight_since = batch[0].queued_ns

@@ -182,6 +182,7 @@ def _options(config: JournalConfig) -> JournalOptions:
         segment_bytes=config.segment_bytes,
         queue_limit=config.queue_limit,
         when_full=config.when_full,
+        async_window_ms=config.async_window_ms,
         retention_days=config.retention_days,
         accept_damage=config.accept_damage,
     )
