@@ -118,7 +118,11 @@ class CompareResult:
 def _modelgate(
     config: CompareConfig, model: ModelSpec, model_file: Path, tmp: Path
 ) -> peers.PeerSpec:
-    return peers.modelgate_spec(config.model_repository, host=config.host)
+    # the server's defaults, the journal (prediction records) included, in a folder of its own
+    notes = (peers.MODELGATE_NOTE, "journal on (defaults: async records, digest capture)")
+    return peers.modelgate_spec(
+        config.model_repository, host=config.host, journal=tmp / "journal", notes=notes
+    )
 
 
 def _mlserver(
