@@ -42,14 +42,3 @@ _TABLE = (
 
 BY_NAME: dict[str, Datatype] = {d.name: d for d in _TABLE}
 BY_ORT_TYPE: dict[str, Datatype] = {d.ort_type: d for d in _TABLE}
-_BY_DTYPE: dict[np.dtype, Datatype] = {d.dtype: d for d in _TABLE}
-
-
-def from_numpy(dtype: np.dtype) -> Datatype:
-    """The V2 datatype of a numpy array; str and bytes arrays (of any width) are BYTES."""
-    if dtype.kind in "OSU":
-        return BY_NAME["BYTES"]
-    found = _BY_DTYPE.get(dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype)
-    if found is None:
-        raise TypeError(f"numpy dtype {dtype} has no V2 datatype")
-    return found
