@@ -33,9 +33,12 @@ SHUTDOWN_GRACE_S = 5.0
 async def serve(config: ServerConfig) -> None:
     """Serve until SIGINT or SIGTERM. The ports open before the models load, so liveness answers
     during loading and readiness turns true once loading is done. Raises ConfigError, before
-    opening any port, when the repository folder is unusable, and JournalError when the journal
-    cannot be opened (damaged, or held by another process)."""
+    opening any port, when the repository folder or the LDAP settings are unusable, and
+    JournalError when the journal cannot be opened (damaged, or held by another process)."""
     sources = scan(Path(config.repository), config.model_defaults)
+    ldap = None
+    if config.auth.ldap:
+        ldap = LdapAuthenticator(from_mapping(LdapConfig, config.auth.ldap, "[auth.ldap]"))
     ledger = None
     if config.journal.enabled:
         ledger = await asyncio.to_thread(Ledger.open, config.journal)
@@ -50,9 +53,6 @@ async def serve(config: ServerConfig) -> None:
                 secret,
                 config.tokens_path.parent / ADMIN_TOKEN_FILE,
             )
-        ldap = None
-        if config.auth.ldap:
-            ldap = LdapAuthenticator(from_mapping(LdapConfig, config.auth.ldap, "[auth.ldap]"))
         authenticator = Authenticator(tokens, ldap, inference_auth=config.auth.inference)
         access = AccessControl(authenticator, ledger)
         await _serve(config, sources, InferenceService(config, ledger), access, control)
