@@ -281,3 +281,33 @@ def test_cli_reports_a_missing_repository_cleanly(tmp_path):
     assert "Traceback" not in completed.stderr, completed.stderr
     assert "not a folder" in completed.stderr
     assert completed.returncode == 2
+
+
+def test_cli_reports_bad_ldap_settings_before_opening_anything(tmp_path):
+    config = tmp_path / "server.toml"
+    config.write_text('[auth.ldap]\nuser_dn_template = "uid=nobody,dc=example"\n')
+    journal = tmp_path / "journal"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(config),
+            "--journal",
+            str(journal),
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2, completed.stderr
+    assert "user_dn_template" in completed.stderr and "Traceback" not in completed.stderr
+    assert not journal.exists()  # refused before the journal was created
