@@ -1,22 +1,25 @@
 """The control path: every admin operation is authorized (at the transport's choke point),
-applied, and journaled on the admin stream, durably, before the caller hears of it.
+journaled durably on the admin stream, and only then applied; the admin stream is the source
+of truth, and `replay` rebuilds the applied state from it at start-up.
 
-Tokens are applied before they are journaled: the record names the token's id, which exists
-only once the store has made it. A failed journal append then answers 503 with the token
-created but unrecorded; it is revoked again so that nothing unrecorded stays usable.
+API tokens are the first state kept this way: a token.created / token.revoked record carries
+the token's public fields and the SHA-256 of its secret (never the secret), so a gateway whose
+token file is lost or stale gets it back from the journal.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import dataclasses
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.governance.identity import TOKEN_CREATED, TOKEN_REVOKED, TokenInfo, TokenStore
 from gateway.governance.ledger import ADMIN, Ledger
+from gateway.governance.rbac import Role
 
-logger = logging.getLogger("modelgate")
+SECRET_HASH = "secret_sha256"  # payload key of token records: what `replay` restores from
 
 
 class Control:
@@ -32,29 +35,56 @@ class Control:
         self, actor: str, name: str, role: str, scopes: Iterable[str] | None
     ) -> tuple[TokenInfo, str]:
         """A new token and its secret (shown this once). Raises InvalidInput."""
-        info, secret = await asyncio.to_thread(self._tokens.create, name, role, scopes)
-        try:
-            await self._journal(TOKEN_CREATED, actor, info.to_dict())
-        except Exception:
-            await asyncio.to_thread(self._tokens.revoke, info.id)
-            raise
+        info, secret, digest = self._tokens.prepare(name, role, scopes)
+        await self._journal(TOKEN_CREATED, actor, {**info.to_dict(), SECRET_HASH: digest})
+        await asyncio.to_thread(self._tokens.restore, info, digest)
         return info, secret
 
     async def revoke_token(self, actor: str, token_id: str) -> TokenInfo:
-        """Raises TokenNotFound. Revoking twice journals once."""
-        info, changed = await asyncio.to_thread(self._tokens.revoke, token_id)
-        if changed:
-            await self._journal(TOKEN_REVOKED, actor, info.to_dict())
-        return info
+        """Raises TokenNotFound. Revoking a revoked token changes and journals nothing."""
+        info = self._tokens.get(token_id)
+        if info.revoked_at is not None:
+            return info
+        revoked = dataclasses.replace(info, revoked_at=datetime.now(UTC).isoformat("T", "seconds"))
+        digest = self._tokens.digest_of(token_id)
+        await self._journal(TOKEN_REVOKED, actor, {**revoked.to_dict(), SECRET_HASH: digest})
+        await asyncio.to_thread(self._tokens.restore, revoked, digest)
+        return revoked
 
     def list_tokens(self) -> list[TokenInfo]:
         return self._tokens.list()
 
     async def bootstrap(self) -> str | None:
-        """First start: the admin token's secret (also in <tokens dir>/admin-token, 0600)."""
+        """First start: the admin token's secret (also in <tokens dir>/admin-token, 0600).
+        Call after `replay`: a token file rebuilt from the journal is no first start."""
         created = await asyncio.to_thread(self._tokens.bootstrap)
         if created is None:
             return None
         info, secret = created
-        await self._journal(TOKEN_CREATED, "bootstrap", info.to_dict())
+        payload = {**info.to_dict(), SECRET_HASH: self._tokens.digest_of(info.id)}
+        await self._journal(TOKEN_CREATED, "bootstrap", payload)
         return secret
+
+    async def replay(self) -> int:
+        """Bring the applied state in line with the admin stream; the number of changes."""
+        if self._ledger is None:
+            return 0
+        records = await asyncio.to_thread(lambda: list(self._ledger.journal.read(ADMIN)))
+        changed = 0
+        for record in records:
+            if record.kind in (TOKEN_CREATED, TOKEN_REVOKED) and SECRET_HASH in record.payload:
+                info = _token_info(record.payload)
+                digest = record.payload[SECRET_HASH]
+                changed += await asyncio.to_thread(self._tokens.restore, info, digest)
+        return changed
+
+
+def _token_info(payload: dict[str, Any]) -> TokenInfo:
+    return TokenInfo(
+        id=payload["id"],
+        name=payload["name"],
+        role=Role.parse(payload["role"]),
+        scopes=frozenset(payload["scopes"]),
+        created_at=payload["created_at"],
+        revoked_at=payload["revoked_at"],
+    )

@@ -46,6 +46,9 @@ async def serve(config: ServerConfig) -> None:
     try:
         tokens = TokenStore(config.tokens_path)
         control = Control(tokens, ledger)
+        replayed = await control.replay()
+        if replayed:
+            logger.warning("the token file was behind the journal: %d changes restored", replayed)
         secret = await control.bootstrap()
         if secret is not None:
             logger.warning(

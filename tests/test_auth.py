@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -241,3 +242,34 @@ def test_admin_rpc_tokens_and_trace_lookup(tmp_path: Path) -> None:
             assert revoked.revoked_at
             unknown = admin_pb2.RevokeTokenRequest(id="ffffffff")
             assert code(stub.RevokeToken, unknown, admin) is grpc.StatusCode.NOT_FOUND
+
+
+def test_token_state_is_replayed_from_the_journal_after_kill_9(tmp_path: Path) -> None:
+    """Apply a sequence, kill -9, lose the token file, restart: the same tokens, from the
+    admin stream alone."""
+    copy_credit_risk(tmp_path / "repository")
+    config = "[auth]\ninference = true\n"
+    with start_server(tmp_path / "repository", config, kill_signal=signal.SIGKILL) as first:
+        journal = first.journal
+        admin_token = first.admin_token
+        kept = _create(first, "kept", "predictor")
+        dropped = _create(first, "dropped", "predictor")
+        revoke = http_request(
+            "DELETE",
+            f"{first.http_url}/admin/tokens/{dropped['id']}",
+            headers=first.admin_headers(),
+        )
+        assert revoke.status == 200
+        before = http_request(
+            "GET", f"{first.http_url}/admin/tokens", headers=first.admin_headers()
+        )
+    (journal / "tokens.json").unlink()  # the applied state is gone; the journal is not
+    with start_server(tmp_path / "repository", config, journal_dir=journal) as second:
+        assert "changes restored" in second.log() and "first start" not in second.log()
+        assert second.admin_token == admin_token
+        after = http_request(
+            "GET", f"{second.http_url}/admin/tokens", headers=second.admin_headers()
+        )
+        assert after.json() == before.json()
+        assert _infer_http(second, _bearer(kept["token"])).status == 200
+        assert _infer_http(second, _bearer(dropped["token"])).status == 401

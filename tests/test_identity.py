@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import fnmatch
 import hashlib
 import os
@@ -654,3 +655,20 @@ async def test_token_events_and_denials_journal_without_secrets(path: Path, tmp_
         if file.is_file():
             assert secret.encode() not in file.read_bytes()
             assert digest not in file.read_bytes()
+
+
+def test_prepare_stores_nothing_and_restore_is_idempotent(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path / "tokens.json")
+    info, secret, digest = store.prepare("app", "predictor", ["fraud"])
+    assert not (tmp_path / "tokens.json").exists()
+    with pytest.raises(Unauthenticated):
+        store.authenticate(secret)
+    assert store.restore(info, digest) is True
+    assert store.restore(info, digest) is False  # replaying the same record changes nothing
+    assert store.authenticate(secret).name == "app"
+    assert store.digest_of(info.id) == digest
+    revoked = dataclasses.replace(info, revoked_at="2026-11-26T00:00:00+00:00")
+    assert store.restore(revoked, digest) is True
+    with pytest.raises(Unauthenticated):
+        store.authenticate(secret)
+    assert [t.revoked_at for t in store.list()] == ["2026-11-26T00:00:00+00:00"]

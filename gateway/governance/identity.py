@@ -501,6 +501,28 @@ class TokenStore:
             self._write(revoked if e is entry else e for e in current.entries)
         return info, True
 
+    def prepare(
+        self, name: str, role: Role | str, scopes: Iterable[str] | None = None
+    ) -> tuple[TokenInfo, str, str]:
+        """A new token's info, secret and the secret's SHA-256, not yet stored: the control
+        path journals it, then `restore`s it. Raises InvalidInput. Does no I/O."""
+        name = check_token_name(name)
+        role = role if isinstance(role, Role) else Role.parse(role)
+        entry, secret = self._new(self._snapshot, name, role, check_scopes(scopes))
+        return entry.info, secret, entry.sha256
+
+    def restore(self, info: TokenInfo, digest: str) -> bool:
+        """Make the file hold `info` with secret hash `digest` (a journaled creation or
+        revocation, replayed or just recorded). Idempotent: False when it already did.
+        Blocking (fsync)."""
+        with self._changing() as current:
+            existing = current.by_id.get(info.id)
+            if existing is not None and existing.info == info and existing.sha256 == digest:
+                return False
+            kept = [e for e in current.entries if e.info.id != info.id]
+            self._write((*kept, _entry(info, digest)))
+        return True
+
     def bootstrap(self, name: str = "admin") -> tuple[TokenInfo, str] | None:
         """First start: if the store file does not exist, create an unscoped admin token, write
         its secret to `<folder>/admin-token` (0600, never overwriting) and return info and
@@ -523,6 +545,15 @@ class TokenStore:
             fsync_dir(self.path.parent)
             self._write((entry,))
         return entry.info, secret
+
+    def digest_of(self, token_id: str) -> str:
+        """The stored secret hash of a token (for the journal's record of it). Raises
+        TokenNotFound."""
+        self._maybe_reload()
+        entry = self._snapshot.by_id.get(token_id)
+        if entry is None:
+            raise TokenNotFound(token_id)
+        return entry.sha256
 
 
 def bootstrap(path: Path | str) -> str | None:
