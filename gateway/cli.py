@@ -25,7 +25,9 @@ from gateway.governance.ledger import (
     LedgerError,
     iter_records,
     prove,
+    prove_consistency,
     public_key,
+    verify_consistency,
     verify_ledger,
     verify_proof,
 )
@@ -117,7 +119,16 @@ def _journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     tail.add_argument("-n", type=int, default=10, help="how many (default 10)")
     prove = actions.add_parser("prove", help="a prediction record with its inclusion proof")
     prove.add_argument("request_id")
-    check = actions.add_parser("verify-proof", help="check a `prove` document offline")
+    consistency = actions.add_parser(
+        "prove-consistency",
+        help="a proof that a later signed checkpoint extends an earlier one",
+    )
+    consistency.add_argument("--stream", choices=STREAMS, default=PREDICTIONS)
+    consistency.add_argument("--old", type=int, help="earlier tree size (default: 2nd latest)")
+    consistency.add_argument("--new", type=int, help="later tree size (default: the latest)")
+    check = actions.add_parser(
+        "verify-proof", help="check a `prove` or `prove-consistency` document offline"
+    )
     check.add_argument("file", type=Path, help="the JSON that `prove` printed ('-': stdin)")
 
 
@@ -172,6 +183,10 @@ def _journal(args: argparse.Namespace) -> int:
             # the key inside the document proves nothing: whoever forged it chose that key too
             raise ConfigError("pass --key: the verifier key you trust (the server logs it)")
         document = orjson.loads(text)
+        if "old_checkpoint" in document:
+            old, new = verify_consistency(document, key)
+            print(f"ok: {new.origin} at size {new.size} extends size {old.size}")
+            return 0
         checkpoint = verify_proof(document, key)
         print(
             f"ok: record {document['leaf_index'] + 1} is in {checkpoint.origin} "
@@ -184,6 +199,10 @@ def _journal(args: argparse.Namespace) -> int:
     if args.action == "verify":
         for stream, found in verify_ledger(root, key).items():
             print(f"{stream}: {found['records']} records, {found['checkpoints']} checkpoints: ok")
+        return 0
+    if args.action == "prove-consistency":
+        document = prove_consistency(root, key, args.stream, args.old, args.new)
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     if args.action == "prove":
         sys.stdout.write(

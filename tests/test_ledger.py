@@ -22,7 +22,9 @@ from gateway.governance.ledger import (
     Ledger,
     LedgerError,
     prove,
+    prove_consistency,
     read_checkpoints,
+    verify_consistency,
     verify_ledger,
     verify_proof,
 )
@@ -214,3 +216,37 @@ async def test_old_request_ids_are_found_by_a_scan(
         assert ledger.find_prediction("req-9") is None
     finally:
         ledger.close()
+
+
+async def test_consistency_between_two_signed_checkpoints(tmp_path: Path) -> None:
+    key = await _filled(tmp_path, 10)  # checkpoints every 4 records and at close
+    sizes = [s.checkpoint.size for s in read_checkpoints(tmp_path, PREDICTIONS, key)]
+    document = prove_consistency(tmp_path, key, PREDICTIONS, None, None)
+    old, new = verify_consistency(document, key)
+    assert (old.size, new.size) == (sizes[-2], sizes[-1])
+    first = prove_consistency(tmp_path, key, PREDICTIONS, sizes[0], sizes[-1])
+    assert verify_consistency(first, key)[0].size == sizes[0]
+
+    flipped = bytearray(bytes.fromhex(first["proof"][0]))
+    flipped[0] ^= 1
+    forged = {**first, "proof": [flipped.hex(), *first["proof"][1:]]}
+    with pytest.raises(merkle.RootMismatchError):
+        verify_consistency(forged, key)
+    swapped = {**first, "old_checkpoint": first["new_checkpoint"]}
+    with pytest.raises(merkle.ProofError):
+        verify_consistency(swapped, key)
+    with pytest.raises(LedgerError, match="no signed checkpoint of size 3"):
+        prove_consistency(tmp_path, key, PREDICTIONS, 3, sizes[-1])
+    other_key = NoteKey("modelgate.journal", Ed25519PrivateKey.generate().public_key())
+    with pytest.raises(CheckpointError):
+        verify_consistency(document, other_key)
+
+
+async def test_cli_prove_consistency_and_verify_it(tmp_path: Path) -> None:
+    key = await _filled(tmp_path, 10)
+    proof = _cli("--journal", str(tmp_path), "prove-consistency")
+    assert proof.returncode == 0, proof.stderr
+    path = tmp_path / "consistency.json"
+    path.write_text(proof.stdout)
+    checked = _cli("--key", key.verifier_key(), "verify-proof", str(path))
+    assert checked.returncode == 0 and "extends size" in checked.stdout

@@ -302,6 +302,50 @@ def verify_proof(document: dict[str, Any], key: NoteKey) -> Checkpoint:
     return checkpoint
 
 
+def prove_consistency(
+    root: Path, key: NoteKey, stream: str, old_size: int | None, new_size: int | None
+) -> dict[str, Any]:
+    """A consistency proof between two signed checkpoints of `stream` (by default the two
+    latest): the later tree extends the earlier one, nothing before it was changed. Raises
+    LedgerError when there is no signed checkpoint of a requested size."""
+    stored = read_checkpoints(root, stream, key)
+    by_size = {s.checkpoint.size: s for s in stored}
+    if old_size is None or new_size is None:
+        if len(stored) < 2:
+            raise LedgerError(f"{stream}: fewer than two signed checkpoints")
+        old_size = stored[-2].checkpoint.size if old_size is None else old_size
+        new_size = stored[-1].checkpoint.size if new_size is None else new_size
+    missing = [size for size in (old_size, new_size) if size not in by_size]
+    if missing:
+        raise LedgerError(f"{stream}: no signed checkpoint of size {missing[0]}")
+    if old_size > new_size:
+        raise LedgerError(f"the old size {old_size} is larger than the new size {new_size}")
+    leaves, _ = _leaf_hashes(root, stream)
+    proof = merkle.consistency_proof(old_size, new_size, leaves[:new_size])
+    return {
+        "old_checkpoint": by_size[old_size].note,
+        "new_checkpoint": by_size[new_size].note,
+        "proof": [h.hex() for h in proof],
+        "verifier_key": key.verifier_key(),
+    }
+
+
+def verify_consistency(document: dict[str, Any], key: NoteKey) -> tuple[Checkpoint, Checkpoint]:
+    """Check a `prove_consistency` document offline: both checkpoints signed by `key`, of the
+    same log, and the proof joining them. Raises CheckpointError, merkle.ProofError or
+    LedgerError."""
+    try:
+        old_note, new_note = document["old_checkpoint"], document["new_checkpoint"]
+        proof = [bytes.fromhex(h) for h in document["proof"]]
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise LedgerError(f"not a consistency document: {error}") from None
+    old, new = verify_checkpoint(old_note, key), verify_checkpoint(new_note, key)
+    if old.origin != new.origin:
+        raise LedgerError(f"checkpoints of two logs: {old.origin!r} and {new.origin!r}")
+    merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
+    return old, new
+
+
 def iter_records(
     root: Path, stream: str, since_ns: int | None = None, until_ns: int | None = None
 ) -> Iterator[Record]:
