@@ -1,4 +1,5 @@
-"""`modelgate`: a thin shell over `gateway.server.run` and the bench. Only this module prints
+"""`modelgate`: serve models, check and prove the journal, manage API tokens, benchmark.
+A thin shell over gateway.server, gateway.governance and gateway.bench; only this module prints
 or exits."""
 
 from __future__ import annotations
