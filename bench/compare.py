@@ -24,7 +24,7 @@ from typing import Any
 
 from . import mlserver, peers
 from .clients import check_path
-from .measure import ClientMode, Target, measure, tool_for
+from .measure import ClientMode, Target, measure_point, tool_for
 from .model import ModelSpec, random_rows
 from .payloads import PATHS, build_request_set
 from .procs import available_cores, pin_command, pinned
@@ -464,17 +464,15 @@ class _Comparison:
     def _measure(
         self, server: str, path: str, target: Target, c: int, seconds: float, tag: str
     ) -> RunResult | None:
-        try:
-            return measure(
-                target,
-                concurrency=c,
-                duration_s=seconds,
-                mode=self.config.client,
-                client_cores=self.client_cores,
-                timeout_s=self.config.request_timeout_s,
-                label=f"{tag} {server} {path} c={c}",
-            )
-        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as err:
-            # One failed point (tool crash, unparsable output) should not void the others.
-            self.skip("point", server, path, f"{tag} c={c}: {err}")
-            return None
+        result, error = measure_point(
+            target,
+            concurrency=c,
+            duration_s=seconds,
+            mode=self.config.client,
+            client_cores=self.client_cores,
+            timeout_s=self.config.request_timeout_s,
+            label=f"{tag} {server} {path} c={c}",
+        )
+        if error:
+            self.skip("point", server, path, f"{tag} c={c}: {error}")
+        return result

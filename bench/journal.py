@@ -59,7 +59,7 @@ from gateway.protocol.types import InferInput, InferRequest, InferResponse
 from . import peers
 from .clients import check_path
 from .compare import CompareError, Point, resolve_model_file, select_cores
-from .measure import ClientMode, Target, measure, tool_for
+from .measure import ClientMode, Target, measure_point, tool_for
 from .model import ModelSpec, random_rows
 from .payloads import PATHS, build_request_set
 from .procs import pinned
@@ -891,19 +891,18 @@ class _JournalRun:
     def _measure(
         self, variant: str, path: str, target: Target, c: int, seconds: float, tag: str
     ) -> RunResult | None:
-        try:
-            return measure(
-                target,
-                concurrency=c,
-                duration_s=seconds,
-                mode=self.config.client,
-                client_cores=self.client_cores,
-                timeout_s=self.config.request_timeout_s,
-                label=f"{tag} journal {variant} {path} c={c}",
-            )
-        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as err:
-            self.skip("point", f"journal {variant}", path, f"{tag} c={c}: {err}")
-            return None
+        result, error = measure_point(
+            target,
+            concurrency=c,
+            duration_s=seconds,
+            mode=self.config.client,
+            client_cores=self.client_cores,
+            timeout_s=self.config.request_timeout_s,
+            label=f"{tag} journal {variant} {path} c={c}",
+        )
+        if error:
+            self.skip("point", f"journal {variant}", path, f"{tag} c={c}: {error}")
+        return result
 
     def _count(self, variant: str, journal_dir: Path) -> None:
         """Prediction records in a stopped server's journal, against the OK replies measured

@@ -6,6 +6,7 @@ Python generator where they are missing, or when asked for.
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from typing import Literal
 
@@ -88,3 +89,30 @@ def measure(
         warmup_s=PYTHON_WARMUP_S,
         label=label,
     )
+
+
+def measure_point(
+    target: Target,
+    *,
+    concurrency: int,
+    duration_s: float,
+    mode: ClientMode,
+    client_cores: list[int] | None,
+    timeout_s: float,
+    label: str,
+) -> tuple[RunResult | None, str]:
+    """`measure`, with a failed point (tool crash, unparsable output) returned as its reason
+    instead of raised: one broken point must not void the others of a comparison."""
+    try:
+        result = measure(
+            target,
+            concurrency=concurrency,
+            duration_s=duration_s,
+            mode=mode,
+            client_cores=client_cores,
+            timeout_s=timeout_s,
+            label=label,
+        )
+    except (RuntimeError, ValueError, subprocess.TimeoutExpired) as err:
+        return None, str(err)
+    return result, ""
