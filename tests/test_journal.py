@@ -994,3 +994,21 @@ async def test_no_window_writes_async_records_as_they_come(tmp_path: Path) -> No
 def test_window_must_not_be_negative() -> None:
     with pytest.raises(ConfigError, match="async_window_ms"):
         JournalOptions(async_window_ms=-1)
+
+
+async def test_durable_records_share_one_sync_within_the_durable_window(tmp_path: Path) -> None:
+    # a window far longer than the test: only a full group (max_group = 8) may end it
+    options = JournalOptions(durable_window_us=600_000_000, max_group=8)
+    journal = Journal.open(tmp_path, options)
+    records = await asyncio.gather(
+        *(journal.append("predictions", "prediction", "svc", {"i": i}) for i in range(8))
+    )
+    assert sorted(r.seq for r in records) == list(range(1, 9))
+    stats = journal.stats()
+    assert (stats.groups, stats.largest_group) == (1, 8)
+    await journal.aclose()
+
+
+def test_durable_window_must_not_be_negative() -> None:
+    with pytest.raises(ConfigError, match="durable_window_us"):
+        JournalOptions(durable_window_us=-1)

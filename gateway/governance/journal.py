@@ -137,6 +137,9 @@ class JournalOptions:
     # so that a stream of them costs one wake-up and one sync per window, not per record; a
     # crash loses at most this window more of them (durable records are never held back)
     async_window_ms: int = 5
+    # a durable record waits at most this long for others to share its sync: fewer fsyncs under
+    # concurrent durable traffic, at the price of this much latency (0: write at once)
+    durable_window_us: int = 0
     retention_days: int = 183  # exported segments older than this may be deleted
     repair_torn_tail: bool = True  # cut a torn tail on open (else refuse to open)
     accept_damage: bool = False  # open a damaged journal anyway (operator's explicit choice)
@@ -156,6 +159,8 @@ class JournalOptions:
                 raise ConfigError(f"journal.{name} must be >= 1")
         if self.async_window_ms < 0:
             raise ConfigError("journal.async_window_ms must be >= 0")
+        if self.durable_window_us < 0:
+            raise ConfigError("journal.durable_window_us must be >= 0")
         if self.retention_days < 0:
             raise ConfigError("journal.retention_days must be >= 0")
 
@@ -348,6 +353,7 @@ class Journal:
         self._policy = options.fsync
         self._interval_s = options.fsync_interval_ms / 1000
         self._window_s = options.async_window_ms / 1000
+        self._durable_window_s = options.durable_window_us / 1e6
         # shared between callers and the writer, under _lock
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
@@ -356,6 +362,7 @@ class Journal:
         self._idle = False  # the writer sleeps on _wakeup
         self._gathering = False  # the writer waits out the async window on _wakeup
         self._urgent = False  # a queued record has a caller waiting for it: no window
+        self._urgent_since = 0.0  # monotonic time the oldest such record was queued
         self._closing = False
         self._failure: JournalClosed | None = None  # set once: closed, or the writer failed
         self._in_flight = 0
@@ -555,8 +562,12 @@ class Journal:
                 raise JournalClosed(str(self._failure), self._failure.cause)
             if len(self._queue) < self._limit and not self._waiting:
                 self._queue.append(entry)
-                self._urgent = self._urgent or durable
-                if self._idle or (durable and self._gathering):
+                first_urgent = durable and not self._urgent
+                if first_urgent:
+                    self._urgent = True
+                    self._urgent_since = time.monotonic()
+                full = len(self._queue) >= self._max_group
+                if self._idle or (self._gathering and (first_urgent or full)):
                     self._wakeup.notify()
             elif self._fail_when_full:
                 raise JournalFull(stream, self._limit)
@@ -618,7 +629,7 @@ class Journal:
                 self._idle = True
                 self._wakeup.wait(remaining)
                 self._idle = False
-            if self._queue and self._window_s:
+            if self._queue and (self._window_s or self._durable_window_s):
                 self._gather()
             batch, admitted = self._take()
         if admitted:
@@ -634,14 +645,17 @@ class Journal:
         return True
 
     def _gather(self) -> None:
-        """Under the lock: let records nobody waits for pile up for the async window, unless
-        a caller waits (a durable record, callers held back by a full queue), the journal
-        closes or the group is full."""
-        deadline = time.monotonic() + self._window_s
+        """Under the lock: let records pile up into one group: those nobody waits for for the
+        async window, a durable one for the (much shorter) durable window from its arrival;
+        not at all once callers are held back by a full queue, the journal closes or the group
+        is full."""
+        started = time.monotonic()
         self._gathering = True
-        while not (
-            self._urgent or self._waiting or self._closing or len(self._queue) >= self._max_group
-        ):
+        while not (self._waiting or self._closing or len(self._queue) >= self._max_group):
+            if self._urgent:
+                deadline = self._urgent_since + self._durable_window_s
+            else:
+                deadline = started + self._window_s
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -667,6 +681,7 @@ class Journal:
             if not entry.durable:
                 admitted.append(entry)
         self._urgent = any(entry.durable for entry in self._queue)
+        self._urgent_since = time.monotonic()
         if batch:
             if not self._in_flight:
                 self._in_flight_since = batch[0].queued_ns

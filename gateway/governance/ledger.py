@@ -183,6 +183,7 @@ def _options(config: JournalConfig) -> JournalOptions:
         queue_limit=config.queue_limit,
         when_full=config.when_full,
         async_window_ms=config.async_window_ms,
+        durable_window_us=config.durable_window_us,
         retention_days=config.retention_days,
         accept_damage=config.accept_damage,
     )
