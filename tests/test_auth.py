@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -273,3 +274,36 @@ def test_token_state_is_replayed_from_the_journal_after_kill_9(tmp_path: Path) -
         assert after.json() == before.json()
         assert _infer_http(second, _bearer(kept["token"])).status == 200
         assert _infer_http(second, _bearer(dropped["token"])).status == 401
+
+
+def test_each_request_on_a_keep_alive_connection_is_recorded_as_its_own_caller(
+    tmp_path: Path,
+) -> None:
+    copy_credit_risk(tmp_path / "repository", config="record_durable = true\n")
+    with start_server(tmp_path / "repository") as server:
+        app = _create(server, "app", "predictor")
+        connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+        try:
+            for request_id, headers in (
+                ("with-token", _bearer(app["token"])),
+                ("without-token", {}),
+            ):
+                body = json.dumps({**BODY, "id": request_id})
+                connection.request(
+                    "POST", "/v2/models/credit_risk/infer", body=body, headers=headers
+                )
+                answer = connection.getresponse()
+                answer.read()
+                assert answer.status == 200
+        finally:
+            connection.close()
+        actors = {}
+        for request_id in ("with-token", "without-token"):
+            found = http_request(
+                "GET",
+                f"{server.http_url}/v2/predictions/{request_id}",
+                headers=server.admin_headers(),
+            )
+            actors[request_id] = found.json()["actor"]
+    assert actors["with-token"] == f"token:app/{app['id']}"
+    assert actors["without-token"] == "anonymous"

@@ -44,6 +44,12 @@ class AccessControl:
         anonymous_ok = (
             not self.authenticator.inference_auth and operation in _OPEN_WITHOUT_INFERENCE_AUTH
         )
+        if anonymous_ok and authorization is None:
+            # the common case with inference auth off: nothing to check (ANONYMOUS is an
+            # unscoped predictor, allowed these operations). Set even so: whatever context the
+            # transport runs requests in, a record must never name an earlier caller.
+            PRINCIPAL.set(ANONYMOUS)
+            return ANONYMOUS
         principal: Principal | None = None
         try:
             principal = await self.authenticator.authenticate_async(
