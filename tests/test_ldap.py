@@ -27,14 +27,13 @@ from ldap_server import GROUPS_DN, Group, Slapd, User, find_slapd, free_port
 
 from gateway.config import ConfigError
 from gateway.errors import ErrorKind
-from gateway.governance.identity import Unauthenticated
+from gateway.governance.identity import Basic, Unauthenticated, parse_authorization
 from gateway.governance.ldap import (
     MAX_USERNAME_CHARS,
     REFUSED,
     LdapAuthenticator,
     LdapConfig,
     LdapUnavailable,
-    parse_basic,
 )
 from gateway.governance.rbac import Principal, Role
 
@@ -385,7 +384,7 @@ def test_concurrent_callers_share_the_cache(own_directory: Slapd) -> None:
         assert set(pool.map(call, range(8))) == {Role.OPERATOR}
 
 
-# --- parse_basic -------------------------------------------------------------------------------
+# --- Basic credentials, as identity.parse_authorization reads them for the LDAP source --------
 
 
 def basic(raw: bytes) -> str:
@@ -403,26 +402,24 @@ def basic(raw: bytes) -> str:
         ("  Basic   " + basic(b"a:b").split()[1] + "  ", ("a", "b")),
     ],
 )
-def test_parse_basic(header: str, expected: tuple[str, str]) -> None:
-    assert parse_basic(header) == expected
+def test_basic_credentials_are_parsed(header: str, expected: tuple[str, str]) -> None:
+    assert parse_authorization(header) == Basic(*expected)
 
 
 @pytest.mark.parametrize(
     "header",
     [
-        "",
         "Basic",
         "Basic ",
-        "Bearer abc",
         "Basic !!!notbase64",
         "Basic YWxpY2U",  # bad padding
         basic(b"no-colon"),
         basic(b"\xff\xfe:x"),  # not UTF-8
     ],
 )
-def test_parse_basic_refuses_malformed_values(header: str) -> None:
+def test_malformed_basic_credentials_are_refused(header: str) -> None:
     with pytest.raises(Unauthenticated):
-        parse_basic(header)
+        parse_authorization(header)
 
 
 # --- configuration -----------------------------------------------------------------------------

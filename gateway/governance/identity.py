@@ -619,19 +619,6 @@ def parse_authorization(value: str | None) -> Credentials | None:
     raise _malformed("expected 'Bearer <token>'")
 
 
-def bearer_token(value: str | None) -> str | None:
-    """The token of a `Bearer <token>` header or metadata value; None when there is none.
-    Raises Unauthenticated for any other scheme (saying so) or a malformed value."""
-    credentials = parse_authorization(value)
-    if credentials is None:
-        return None
-    if isinstance(credentials, Basic):
-        raise Unauthenticated(
-            "scheme", "authorization scheme 'Basic' is not accepted here: use 'Bearer <token>'"
-        )
-    return credentials.token
-
-
 def single_authorization(values: Iterable[str | bytes] | None) -> str | None:
     """The one `Authorization` value among `values` (e.g. aiohttp's `headers.getall(...)`),
     None when there is none. Raises Unauthenticated for several (which one would count?)."""

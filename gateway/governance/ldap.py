@@ -57,7 +57,7 @@ from ldap3.utils.dn import escape_rdn
 
 from gateway.config import ConfigError
 from gateway.errors import ErrorKind, GatewayError, InvalidInput
-from gateway.governance.identity import Basic, Unauthenticated, parse_authorization
+from gateway.governance.identity import Unauthenticated
 from gateway.governance.rbac import Principal, Role
 
 logger = logging.getLogger(__name__)
@@ -182,22 +182,6 @@ def _normalize_dn(dn: str) -> str:
     rdns.append("".join(current))
     pairs = (rdn.partition("=") for rdn in rdns)
     return ",".join(f"{attr.strip()}={value.strip()}" for attr, _, value in pairs).casefold()
-
-
-def parse_basic(header_value: str) -> tuple[str, str]:
-    """(username, password) of an ``Authorization: Basic base64(user:password)`` value.
-
-    The scheme is case-insensitive (RFC 7617), the credentials UTF-8, and the password may hold
-    colons; `identity.parse_authorization` does the parsing, so both agree. Raises
-    Unauthenticated for a missing value, another scheme or a malformed value. It does not judge
-    the password: an empty one is returned, and `authenticate_basic` refuses it.
-    """
-    credentials = parse_authorization(header_value)
-    if credentials is None:
-        raise Unauthenticated("missing", "no credentials: expected HTTP Basic credentials")
-    if not isinstance(credentials, Basic):
-        raise Unauthenticated("scheme", "expected HTTP Basic credentials")
-    return credentials.username, credentials.password
 
 
 class _VerifiedTls(Tls):
