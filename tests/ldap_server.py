@@ -57,6 +57,10 @@ PORT_ATTEMPTS = 3
 # crash while tearing down beside them (daemon.c, slapd_daemon). The stop is still complete
 # and mdb is crash-safe, so this exit is accepted as a stop.
 STARTUP_RACE = "listener initialization failed"
+# slapd 2.5.13 has also been seen (CI, once in many runs) to die of SIGSEGV in its exit-time
+# cleanup after it logged this line: the shutdown itself was complete, so that is a stop too.
+# A crash before this line is still a failure.
+CLEAN_STOP = "slapd stopped."
 
 SCHEMA_DIR = Path("/etc/ldap/schema")
 MODULE_DIRS = (Path("/usr/lib/ldap"), Path("/usr/lib64/openldap"), Path("/usr/lib/openldap"))
@@ -316,7 +320,8 @@ class Slapd:
                 process.wait()
                 raise RuntimeError(f"slapd ignored SIGTERM: {self._log()}") from None
         log = self._log()
-        if process.returncode != 0 and STARTUP_RACE not in log:
+        stopped = STARTUP_RACE in log or log.rstrip().endswith(CLEAN_STOP)
+        if process.returncode != 0 and not stopped:
             raise RuntimeError(f"slapd exited with {process.returncode}: {log}")
 
     def close(self) -> None:
