@@ -1,0 +1,1 @@
+"""Model versions over time: registry, routing, rollouts, circuit breakers."""
