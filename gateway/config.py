@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.errors import GatewayError
+from gateway.lifecycle.breaker import BreakerConfig
+
 RECORD_CAPTURES = ("none", "digest", "full", "sampled")  # see governance/predictions.py
 
 
@@ -115,6 +118,7 @@ class AuthConfig:
 @dataclass(frozen=True)
 class ServerConfig:
     repository: str = "examples/models"  # folder of <model>/<version>/model.onnx
+    uploads: str = ""  # model files uploaded through the admin API; default <journal.path>/uploads
     host: str = "0.0.0.0"
     http_port: int = 8000
     grpc_port: int = 8001
@@ -126,10 +130,16 @@ class ServerConfig:
     journal: JournalConfig = field(default_factory=JournalConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     model_defaults: ModelConfig = field(default_factory=ModelConfig)
+    # `[breaker]`: when a version is ejected from routing (lifecycle/breaker.py BreakerConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
     @property
     def tokens_path(self) -> Path:
         return Path(self.auth.tokens_file or Path(self.journal.path) / "tokens.json")
+
+    @property
+    def uploads_path(self) -> Path:
+        return Path(self.uploads or Path(self.journal.path) / "uploads")
 
     def __post_init__(self) -> None:
         for name in ("http_port", "grpc_port"):
@@ -163,7 +173,7 @@ def from_mapping(cls: type[T], data: dict[str, Any], where: str, base: T | None 
             values[key] = _checked(value, hint, f"{where}: '{key}'")
     try:
         return dataclasses.replace(base, **values) if base is not None else cls(**values)  # type: ignore[type-var]
-    except ConfigError as error:
+    except (ConfigError, GatewayError) as error:  # the sections' own checks
         raise ConfigError(f"{where}: {error}") from None
 
 

@@ -2,9 +2,10 @@
 journaled durably on the admin stream, and only then applied; the admin stream is the source
 of truth, and `replay` rebuilds the applied state from it at start-up.
 
-API tokens are the first state kept this way: a token.created / token.revoked record carries
-the token's public fields and the SHA-256 of its secret (never the secret), so a gateway whose
-token file is lost or stale gets it back from the journal.
+API tokens: a token.created / token.revoked record carries the token's public fields and the
+SHA-256 of its secret (never the secret), so a gateway whose token file is lost or stale gets
+it back from the journal. Deployments, versions and traffic policies: lifecycle/operations.py,
+whose records `replay_lifecycle` applies once the repository is loaded.
 """
 
 from __future__ import annotations
@@ -18,18 +19,47 @@ from typing import Any
 from gateway.governance.identity import TOKEN_CREATED, TOKEN_REVOKED, TokenInfo, TokenStore
 from gateway.governance.ledger import ADMIN, Ledger
 from gateway.governance.rbac import Role
+from gateway.lifecycle.breaker import BreakerConfig
+from gateway.lifecycle.operations import Lifecycle
+from gateway.lifecycle.registry import Registry
+from gateway.lifecycle.sources import Sources
 
 SECRET_HASH = "secret_sha256"  # payload key of token records: what `replay` restores from
 
 
 class Control:
-    def __init__(self, tokens: TokenStore, ledger: Ledger | None) -> None:
+    """Tokens, and with a registry (the server; not the offline `modelgate token`) the
+    lifecycle of deployments."""
+
+    def __init__(
+        self,
+        tokens: TokenStore,
+        ledger: Ledger | None,
+        registry: Registry | None = None,
+        sources: Sources | None = None,
+        breaker: BreakerConfig | None = None,
+    ) -> None:
         self._tokens = tokens
         self._ledger = ledger
+        self._lifecycle = None
+        if registry is not None and sources is not None:
+            self._lifecycle = Lifecycle(registry, sources, self._journal, breaker)
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        if self._lifecycle is None:
+            raise RuntimeError("this Control manages tokens only")
+        return self._lifecycle
 
     async def _journal(self, kind: str, actor: str, payload: dict[str, Any]) -> None:
         if self._ledger is not None:
             await self._ledger.journal.append(ADMIN, kind, actor, payload, durable=True)
+
+    async def _admin_records(self) -> list[Any]:
+        if self._ledger is None:
+            return []
+        ledger = self._ledger
+        return await asyncio.to_thread(lambda: list(ledger.journal.read(ADMIN)))
 
     async def create_token(
         self, actor: str, name: str, role: str, scopes: Iterable[str] | None
@@ -65,18 +95,23 @@ class Control:
         await self._journal(TOKEN_CREATED, "bootstrap", payload)
         return secret
 
-    async def replay(self) -> int:
-        """Bring the applied state in line with the admin stream; the number of changes."""
-        if self._ledger is None:
-            return 0
-        records = await asyncio.to_thread(lambda: list(self._ledger.journal.read(ADMIN)))
+    async def replay_tokens(self) -> int:
+        """Bring the token file in line with the admin stream; the number of changes."""
         changed = 0
-        for record in records:
+        for record in await self._admin_records():
             if record.kind in (TOKEN_CREATED, TOKEN_REVOKED) and SECRET_HASH in record.payload:
                 info = _token_info(record.payload)
                 digest = record.payload[SECRET_HASH]
                 changed += await asyncio.to_thread(self._tokens.restore, info, digest)
         return changed
+
+    async def replay_lifecycle(self) -> int:
+        """Apply the admin stream's lifecycle records, in order, over the loaded repository;
+        the number applied."""
+        applied = 0
+        for record in await self._admin_records():
+            applied += await self.lifecycle.replay(record.kind, record.actor, record.payload)
+        return applied
 
 
 def _token_info(payload: dict[str, Any]) -> TokenInfo:

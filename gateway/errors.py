@@ -86,3 +86,15 @@ class ModelFailure(GatewayError):
         self.model = model
         self.version = version
         self.reason = reason
+
+
+class ModelUnavailable(GatewayError):
+    """A version could not answer in time: its backend is unreachable or its breaker is open."""
+
+    kind = ErrorKind.UNAVAILABLE
+
+    def __init__(self, model: str, version: str, reason: str) -> None:
+        super().__init__(f"model '{model}' version '{version}' is unavailable: {reason}")
+        self.model = model
+        self.version = version
+        self.reason = reason

@@ -1,5 +1,7 @@
-"""Loading a model version: open its backend, warm it up, and assemble what the request path
-needs of it. Runs on the control path; `open_backend` blocks and runs in a worker thread."""
+"""Loading a model version: open its backend and assemble what the request path needs of it.
+Runs on the control path; `open_backend` blocks and runs in a worker thread. Warm-up and
+validation, which go through the assembled version like any request, are in
+lifecycle/warmup.py."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from gateway.backends.base import Backend
+from gateway.backends.base import Backend, Runner
 from gateway.backends.onnx import OnnxBackend
 from gateway.batching import DynamicBatcher
 from gateway.config import ModelConfig
@@ -43,7 +45,7 @@ class LoadedVersion:
     version: str
     config: ModelConfig  # max_batch_size is 0 when the signature cannot batch
     backend: Backend
-    batcher: DynamicBatcher
+    runner: Runner  # a DynamicBatcher over `backend`, or a remote backend itself
     stats: VersionStats
     # output name -> (position in the backend's outputs, V2 datatype)
     outputs: dict[str, tuple[int, str]]
@@ -52,6 +54,12 @@ class LoadedVersion:
     @property
     def signature(self) -> ModelSignature:
         return self.backend.signature
+
+    async def close(self) -> None:
+        """Fail what is queued, let running work finish, release the backend."""
+        await self.runner.close()
+        if self.runner is not self.backend:
+            self.backend.close()
 
 
 def _batchable(signature: ModelSignature) -> bool:
@@ -82,18 +90,10 @@ def serve_version(source: VersionSource, opened: OpenedVersion) -> LoadedVersion
 
 
 def open_backend(source: VersionSource) -> OpenedVersion:
-    """Worker thread: hash the model file, read its profile's id, open the session and run the
-    warm-up samples through it, one by one and then as one batch, so the first client request
-    finds every allocation made. Raises whatever loading or warm-up raises."""
+    """Worker thread: hash the model file, read its profile's id and open the session. Raises
+    whatever loading raises."""
     identity = VersionIdentity(_file_sha256(source.model_file), _profile_id(source.profile_file))
-    backend = OnnxBackend(source.model_file, source.config)
-    samples = _warmup_samples(source, backend.signature)
-    for sample in samples:
-        backend.run(backend.adapt(dict(sample)))
-    if len(samples) > 1 and _batchable(backend.signature) and source.config.max_batch_size:
-        batch = {n: np.concatenate([s[n] for s in samples]) for n in samples[0]}
-        backend.run(backend.adapt(batch))
-    return OpenedVersion(backend, identity)
+    return OpenedVersion(OnnxBackend(source.model_file, source.config), identity)
 
 
 def _file_sha256(path: Path) -> str:
@@ -108,12 +108,13 @@ def _profile_id(path: Path) -> str:
     return str(load_profile(path)["id"]) if path.is_file() else ""
 
 
-def _warmup_samples(
-    source: VersionSource, signature: ModelSignature
+def warmup_samples(
+    config: ModelConfig, folder: Path, signature: ModelSignature
 ) -> list[dict[str, np.ndarray]]:
-    config = source.config
+    """The model's warm-up samples (`warmup_file`, relative to the model's folder above
+    `folder`), or `warmup_samples` samples of zeros shaped from the metadata."""
     if config.warmup_file:
-        rows_by_input = orjson.loads((source.folder.parent / config.warmup_file).read_bytes())
+        rows_by_input = orjson.loads((folder.parent / config.warmup_file).read_bytes())
         count = min(len(rows) for rows in rows_by_input.values())
         return [
             {

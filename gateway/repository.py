@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import ConfigError, ModelConfig, from_mapping, read_toml
+from gateway.errors import ModelNotFound
 
 MODEL_FILE = "model.onnx"
 PROFILE_FILE = "profile.json"  # the version's training-data profile, optional
@@ -72,3 +73,15 @@ def _scan_model(folder: Path, defaults: ModelConfig) -> list[VersionSource]:
             )
         )
     return sources
+
+
+def version_source(root: Path, model: str, version: str, defaults: ModelConfig) -> VersionSource:
+    """One version of the repository, read now (it may have arrived after start-up). Raises
+    ModelNotFound when `<root>/<model>/<version>` is not there."""
+    folder = root / model
+    if not model or "/" in model or model.startswith(".") or not folder.is_dir():
+        raise ModelNotFound(model)
+    for source in _scan_model(folder, defaults):
+        if source.version == version:
+            return source
+    raise ModelNotFound(model, version)

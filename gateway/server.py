@@ -20,6 +20,7 @@ from gateway.governance.access import AccessControl
 from gateway.governance.identity import ADMIN_TOKEN_FILE, Authenticator, TokenStore
 from gateway.governance.ldap import LdapAuthenticator, LdapConfig
 from gateway.governance.ledger import Ledger
+from gateway.lifecycle.sources import Sources
 from gateway.repository import VersionSource, scan
 from gateway.serving import InferenceService
 from gateway.transport.grpc import create_server
@@ -45,8 +46,10 @@ async def serve(config: ServerConfig) -> None:
         logger.info("journal: %s, checkpoints signed by %s", ledger.root, ledger.key.verifier_key())
     try:
         tokens = TokenStore(config.tokens_path)
-        control = Control(tokens, ledger)
-        replayed = await control.replay()
+        service = InferenceService(config, ledger)
+        where = Sources(Path(config.repository), config.uploads_path, config.model_defaults)
+        control = Control(tokens, ledger, service.registry, where, config.breaker)
+        replayed = await control.replay_tokens()
         if replayed:
             logger.warning("the token file was behind the journal: %d changes restored", replayed)
         secret = await control.bootstrap()
@@ -58,7 +61,7 @@ async def serve(config: ServerConfig) -> None:
             )
         authenticator = Authenticator(tokens, ldap, inference_auth=config.auth.inference)
         access = AccessControl(authenticator, ledger)
-        await _serve(config, sources, InferenceService(config, ledger), access, control)
+        await _serve(config, sources, service, access, control)
     finally:
         # after the servers drained: every answered request's record is queued by now
         if ledger is not None:
@@ -93,7 +96,11 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await service.load(sources)
+        await control.lifecycle.load_repository(sources)
+        replayed = await control.replay_lifecycle()
+        if replayed:
+            logger.info("control state: %d admin records replayed", replayed)
+        service.loaded = True
         # Everything allocated so far (modules, sessions, tables) lives as long as the process:
         # keep it out of the collector's full passes, which otherwise scan it all (~13 ms here)
         # several times a second under load and show up as the p99.
@@ -107,6 +114,7 @@ async def _serve(
         await grpc_endpoint.publish_readiness(False)
         await grpc_endpoint.server.stop(SHUTDOWN_GRACE_S)
         await runner.cleanup()
+        await control.lifecycle.close()
         await service.close()
 
 

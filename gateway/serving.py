@@ -1,46 +1,51 @@
 """The request path: one object that both transports call.
 
-    resolve(model, version) -> decode -> check_request -> adapt -> batcher -> respond -> encode
+    route(deployment) -> decode -> pick(version, key) -> check_request -> adapt -> runner
+      -> (failover down the fallback chain) -> respond -> encode -> shadows, record
 
 Transports hand in their codec's decode and encode so that timing, statistics, tracing and error
 accounting happen here, once, for HTTP and gRPC alike.
 
 State by lifetime:
-- per service (event loop): the model table, the readiness flag, the tracer;
-- per version: backend and batcher (whose worker threads only see batches), statistics (event
-  loop only);
-- per request: locals of `infer`.
+- per service (event loop): the registry and its routing table (replaced whole by the control
+  path), the readiness flag, the tracer, the shadow sender;
+- per version: backend and runner (whose worker threads only see batches), statistics, breaker
+  and outcomes (event loop only);
+- per request: locals of `infer`, including the route it started with.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from time import perf_counter_ns
 from typing import Any, TypeVar
 
-from gateway.batching import BatchError
+from gateway.backends.remote import BackendUnavailable
+from gateway.batching import BatchError, Timing
 from gateway.config import ServerConfig
 from gateway.errors import (
     GatewayError,
+    InvalidInput,
     ModelFailure,
     ModelNotFound,
     ModelNotReady,
+    ModelUnavailable,
     PredictionNotFound,
 )
 from gateway.governance.access import PRINCIPAL
 from gateway.governance.journal import JournalStats
 from gateway.governance.ledger import PREDICTIONS, Ledger
 from gateway.governance.predictions import prediction_payload
-from gateway.loading import LoadedVersion, open_backend, serve_version
+from gateway.lifecycle.registry import Registry, VersionEntry, VersionState
+from gateway.lifecycle.router import FAILOVER, PINNED
+from gateway.lifecycle.shadow import ShadowSender
+from gateway.loading import LoadedVersion
 from gateway.protocol.types import InferOutput, InferRequest, InferResponse
-from gateway.protocol.validation import check_request
-from gateway.repository import VersionSource
+from gateway.protocol.validation import CheckedRequest, check_request
 from gateway.tracing import RequestMarks, make_tracer
 
 logger = logging.getLogger("modelgate")
@@ -49,68 +54,26 @@ SERVER_NAME = "modelgate"
 # Only extensions served in full on both transports; HTTP also answers Triton's model
 # configuration (GET .../config) and the repository index, which are partial.
 EXTENSIONS = ("binary_tensor_data", "parameters", "statistics")
+ROUTING_KEY = "routing_key"  # request parameter; HTTP also takes the x-routing-key header
 
 Wire = TypeVar("Wire")
 Result = TypeVar("Result")
-
-
-class ModelState(enum.Enum):
-    LOADING = "LOADING"
-    READY = "READY"
-    UNAVAILABLE = "UNAVAILABLE"
-
-
-@dataclass
-class ModelVersion:
-    """A version found in the repository, loaded or not."""
-
-    name: str
-    version: str
-    state: ModelState = ModelState.LOADING
-    reason: str = ""
-    loaded: LoadedVersion | None = None
 
 
 class InferenceService:
     def __init__(self, config: ServerConfig, ledger: Ledger | None = None) -> None:
         self.config = config
         self.server_version = package_version("modelgate")
-        self._models: dict[str, dict[str, ModelVersion]] = {}
-        self._loaded = False
+        self.registry = Registry()
+        self.loaded = False  # set once the repository's versions were tried
         self._tracer = make_tracer(config.tracing)
         self._ledger = ledger
-
-    # ---- control: loading ---------------------------------------------------------------
-
-    async def load(self, sources: list[VersionSource]) -> None:
-        """Load every version found by `repository.scan`; a version that fails is marked
-        UNAVAILABLE with the reason and the others load regardless."""
-        for source in sources:
-            entry = ModelVersion(source.model, source.version)
-            self._models.setdefault(source.model, {})[source.version] = entry
-            if source.problem:
-                self._fail(entry, source.problem)
-                continue
-            try:
-                opened = await asyncio.to_thread(open_backend, source)
-            except Exception as error:  # any load failure is reported per version, not fatal
-                self._fail(entry, f"{type(error).__name__}: {error}")
-                continue
-            entry.loaded = serve_version(source, opened)
-            entry.state = ModelState.READY
-            logger.info("loaded %s version %s", source.model, source.version)
-        self._loaded = True
-
-    @staticmethod
-    def _fail(entry: ModelVersion, reason: str) -> None:
-        entry.state = ModelState.UNAVAILABLE
-        entry.reason = reason
-        logger.error("cannot load %s version %s: %s", entry.name, entry.version, reason)
+        self._shadows = ShadowSender()
 
     async def close(self) -> None:
-        for loaded in self.loaded_versions():
-            await loaded.batcher.close()
-            loaded.backend.close()
+        await self._shadows.close()
+        for loaded in self.registry.loaded():
+            await loaded.close()
         if self._tracer is not None:
             self._tracer.shutdown()
 
@@ -118,46 +81,111 @@ class InferenceService:
 
     async def infer(
         self,
-        model: str,
+        deployment: str,
         version: str | None,
         decode: Callable[[], tuple[InferRequest, Wire]],
         encode: Callable[[InferResponse, Wire], Result],
+        routing_key: str | None = None,
     ) -> Result:
         started = perf_counter_ns()
-        target = self.resolve(model, version)
+        route = None
+        if version:
+            chain: tuple[VersionEntry, ...] = (self._pinned(deployment, version),)
+            reason = PINNED
+        else:
+            route = self.registry.table.get(deployment)
+            if route is None:
+                self.registry.deployment(deployment).production()  # raises why not
+                raise ModelNotReady(deployment, "", "no traffic policy")
+        blamed = chain[0] if route is None else None
         try:
             request, wire = decode()
             decoded = perf_counter_ns()
-            checked = check_request(request, target.signature, target.config.max_batch_size)
-            feeds = target.backend.adapt(checked.feeds)
-            try:
-                outputs, timing = await target.batcher.submit(
-                    feeds, checked.rows, checked.batch_key
-                )
-            except BatchError as error:
-                raise ModelFailure(model, target.version, str(error)) from None
+            if route is not None:
+                first, reason = route.pick(routing_key or _routing_key(request))
+                chain = route.chain(first)
+                blamed = first
+            head = chain[0].loaded
+            assert head is not None  # routes and pins hold READY versions only
+            checked = check_request(request, head.signature, head.config.max_batch_size)
+            answered, outputs, timing = await self._run_chain(chain, checked, started)
+            blamed = None  # the versions that failed on the way were charged by _run_chain
             inferred = perf_counter_ns()
+            target = answered.loaded
+            assert target is not None
+            if answered is not chain[0]:
+                reason = FAILOVER
             chosen = [(name, *target.outputs[name]) for name in checked.output_names]
             response = InferResponse(
-                model_name=target.name,
-                model_version=target.version,
+                model_name=deployment,
+                model_version=answered.version,
                 outputs=[InferOutput(name, dt, outputs[i]) for name, i, dt in chosen],
                 # with a ledger every answer is traceable: a request without an id gets one
                 id=request.id or (uuid.uuid4().hex if self._ledger else ""),
+                parameters={"routing": reason} if route is not None else {},
             )
             result = encode(response, wire)
+            if route is not None and route.shadows:
+                for shadow in route.shadows:
+                    self._shadows.send(shadow, checked, outputs)
             if self._ledger is not None:
-                routing = "pinned" if version else "latest"
-                await self._record(self._ledger, target, request, response, started, routing)
+                await self._record(self._ledger, target, request, response, started, reason)
         except GatewayError:
-            target.stats.record_failure(perf_counter_ns() - started)
+            if blamed is not None and blamed.loaded is not None:
+                blamed.loaded.stats.record_failure(perf_counter_ns() - started)
             raise
         encoded = perf_counter_ns()
         target.stats.record_success(encoded - started, checked.rows, timing)
         if self._tracer is not None:
             marks = RequestMarks(started, decoded, inferred, encoded)
-            self._tracer.record(target.name, target.version, response.id, marks, timing)
+            self._tracer.record(deployment, answered.version, response.id, marks, timing)
         return result
+
+    @staticmethod
+    async def _run_chain(
+        chain: tuple[VersionEntry, ...], checked: CheckedRequest, started: int
+    ) -> tuple[VersionEntry, list[Any], Timing]:
+        """The first version of `chain` whose breaker lets it try and that answers, with its
+        outputs. A failure is charged to the version and the next one tries, within this
+        request; when none answers, the last failure is raised."""
+        failure: GatewayError | None = None
+        for entry in chain:
+            if not entry.breaker.allow():
+                failure = failure or ModelUnavailable(
+                    entry.deployment, entry.version, "its circuit breaker is open"
+                )
+                continue
+            loaded = entry.loaded
+            assert loaded is not None
+            tried = perf_counter_ns()
+            entry.begin()
+            try:
+                feeds = loaded.backend.adapt(checked.feeds)
+                outputs, timing = await loaded.runner.submit(feeds, checked.rows, checked.batch_key)
+            except BatchError as error:
+                failure = ModelFailure(entry.deployment, entry.version, str(error))
+            except BackendUnavailable as error:
+                failure = ModelUnavailable(entry.deployment, entry.version, str(error))
+            else:
+                entry.breaker.record_success()
+                entry.outcomes.record(True, perf_counter_ns() - tried)
+                return entry, outputs, timing
+            finally:
+                entry.end()
+            now = perf_counter_ns()
+            entry.breaker.record_failure()
+            entry.outcomes.record(False, now - tried)
+            loaded.stats.record_failure(now - started)
+            after = "failing over" if entry is not chain[-1] else "no fallback left"
+            logger.warning("%s; %s", failure.message, after)
+        assert failure is not None
+        raise failure
+
+    def _pinned(self, deployment: str, version: str) -> VersionEntry:
+        entry = self.registry.deployment(deployment).entry(version)
+        if entry.state is not VersionState.READY or entry.loaded is None:
+            raise ModelNotReady(deployment, version, entry.state.value)
+        return entry
 
     @staticmethod
     async def _record(
@@ -201,64 +229,54 @@ class InferenceService:
             **record.payload,
         }
 
-    def resolve(self, model: str, version: str | None = None) -> LoadedVersion:
-        """The version that serves `model` (the highest READY one when `version` is None).
-        Raises ModelNotFound, or ModelNotReady when it exists but cannot serve."""
-        versions = self._models.get(model)
-        if not versions:
-            raise ModelNotFound(model)
+    def resolve(self, deployment: str, version: str | None = None) -> LoadedVersion:
+        """What a metadata request describes: the pinned version, or the deployment's
+        production version. Raises ModelNotFound, or ModelNotReady when it cannot serve."""
         if version:
-            entry = versions.get(version)
-            if entry is None:
-                raise ModelNotFound(model, version)
+            loaded = self._pinned(deployment, version).loaded
         else:
-            ready = [v for v in versions.values() if v.state is ModelState.READY]
-            if not ready:
-                newest = max(versions.values(), key=lambda v: int(v.version or 0))
-                raise ModelNotReady(model, newest.version, newest.state.value)
-            entry = max(ready, key=lambda v: int(v.version))
-        if entry.loaded is None:
-            raise ModelNotReady(model, entry.version, entry.state.value)
-        return entry.loaded
+            loaded = self.registry.deployment(deployment).production().loaded
+        assert loaded is not None
+        return loaded
 
     # ---- health and metadata ------------------------------------------------------------
 
     @property
     def ready(self) -> bool:
-        if not self._loaded:
+        if not self.loaded:
             return False
         if not self.config.strict_readiness:
             return True
-        return all(v.state is ModelState.READY for vs in self._models.values() for v in vs.values())
+        return all(entry.state is not VersionState.UNAVAILABLE for entry in self.registry.entries())
 
-    def model_ready(self, model: str, version: str | None = None) -> bool:
-        try:
-            self.resolve(model, version)
-        except ModelNotReady:
-            return False
-        return True
+    def model_ready(self, deployment: str, version: str | None = None) -> bool:
+        if version:
+            try:
+                self._pinned(deployment, version)
+            except ModelNotReady:
+                return False
+            return True
+        self.registry.deployment(deployment)  # raises ModelNotFound
+        return self.registry.table.get(deployment) is not None
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": self.server_version, "extensions": list(EXTENSIONS)}
 
-    def model_metadata(self, model: str, version: str | None = None) -> dict[str, Any]:
-        entry = self.resolve(model, version)
+    def model_metadata(self, deployment: str, version: str | None = None) -> dict[str, Any]:
+        entry = self.resolve(deployment, version)
         signature = entry.signature
+        ready = [v.version for v in self.registry.deployment(deployment).ready()]
         return {
-            "name": model,
-            "versions": self._ready_versions(model) if not version else [entry.version],
+            "name": deployment,
+            "versions": ready if not version else [entry.version],
             "platform": signature.platform,
             "inputs": [t.as_dict() for t in signature.inputs],
             "outputs": [t.as_dict() for t in signature.outputs],
         }
 
-    def _ready_versions(self, model: str) -> list[str]:
-        versions = self._models[model].values()
-        return sorted((v.version for v in versions if v.state is ModelState.READY), key=int)
-
-    def model_config(self, model: str, version: str | None = None) -> dict[str, Any]:
-        """The model in the JSON form of Triton's model configuration extension."""
-        entry = self.resolve(model, version)
+    def model_config(self, deployment: str, version: str | None = None) -> dict[str, Any]:
+        """The version in the JSON form of Triton's model configuration extension."""
+        entry = self.resolve(deployment, version)
         batching = entry.config.max_batch_size > 0
 
         def tensor(t: Any) -> dict[str, Any]:
@@ -267,7 +285,7 @@ class InferenceService:
             return {"name": t.name, "data_type": f"TYPE_{type_name}", "dims": dims}
 
         config: dict[str, Any] = {
-            "name": model,
+            "name": deployment,
             "platform": entry.signature.platform,
             "backend": "onnxruntime",
             "max_batch_size": entry.config.max_batch_size,
@@ -283,9 +301,9 @@ class InferenceService:
 
     def repository_index(self, ready_only: bool = False) -> list[dict[str, str]]:
         index = []
-        for name in sorted(self._models):
-            for entry in self._models[name].values():
-                if ready_only and entry.state is not ModelState.READY:
+        for name in sorted(self.registry.deployments):
+            for entry in self.registry.deployments[name].versions.values():
+                if ready_only and entry.state is not VersionState.READY:
                     continue
                 index.append(
                     {
@@ -297,21 +315,26 @@ class InferenceService:
                 )
         return index
 
-    def statistics(self, model: str = "", version: str | None = None) -> list[dict[str, Any]]:
-        """Triton statistics-extension entries: one version, every version of a model, or all."""
-        if model:
-            versions = self._models.get(model)
-            if not versions or (version and version not in versions):
-                raise ModelNotFound(model, version or None)
+    def statistics(self, deployment: str = "", version: str | None = None) -> list[dict[str, Any]]:
+        """Triton statistics-extension entries: one version, every version of a deployment,
+        or all."""
+        if deployment:
+            versions = self.registry.deployment(deployment).versions
+            if version and version not in versions:
+                raise ModelNotFound(deployment, version)
             chosen = [versions[version]] if version else list(versions.values())
         else:
-            chosen = [v for vs in self._models.values() for v in vs.values()]
-        return [v.loaded.stats.as_triton_dict(v.name, v.version) for v in chosen if v.loaded]
+            chosen = self.registry.entries()
+        return [v.loaded.stats.as_triton_dict(v.deployment, v.version) for v in chosen if v.loaded]
 
     @property
     def journal_stats(self) -> Callable[[], JournalStats] | None:
         """The journal's stats source, for /metrics; None without a journal."""
         return self._ledger.journal.stats if self._ledger is not None else None
 
-    def loaded_versions(self) -> list[LoadedVersion]:
-        return [v.loaded for vs in self._models.values() for v in vs.values() if v.loaded]
+
+def _routing_key(request: InferRequest) -> str | None:
+    key = request.parameters.get(ROUTING_KEY)
+    if key is None or isinstance(key, str):
+        return key
+    raise InvalidInput(f"parameter '{ROUTING_KEY}' must be a string")

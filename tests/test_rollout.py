@@ -491,3 +491,11 @@ def test_random_checks_follow_the_rules(
             assert action == SetWeight(plan.steps[before.step + 1])
             assert status.step == before.step + 1
             assert status.step_started_s == now
+
+
+def test_a_status_survives_its_journal_form() -> None:
+    plan = RolloutPlan(steps=(10, 100), dwell_s=1.0, check_interval_s=0.5, failure_limit=2)
+    status, _ = start("d", "2", "1", plan, now=100.0)
+    status, _ = pause(status, now=101.0, reason="look at it")
+    restored = RolloutStatus.from_dict(json.loads(json.dumps(status.to_dict())))
+    assert restored == status

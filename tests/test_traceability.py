@@ -67,7 +67,7 @@ def test_the_record_names_the_version_its_file_hash_and_profile(full_capture_ser
     assert found["model"] == "credit_risk" and found["version"] == version
     assert found["content_hash"] == hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
     assert found["profile_id"] == json.loads((folder / "profile.json").read_text())["id"]
-    assert found["routing"] == "latest"
+    assert found["routing"] == "weight"
     # full capture: what was asked and what was answered, exactly
     assert found["inputs"][0]["shape"] == [2, CREDIT_RISK_FEATURES]
     assert np.allclose(found["inputs"][0]["data"], rows.ravel())
@@ -89,7 +89,7 @@ def test_generated_ids_are_traceable_on_both_transports(full_capture_server) -> 
     features.set_data_from_numpy(rows)
     grpc_id = client.infer("credit_risk", [features], model_version="1").get_response().id
     assert made_up != grpc_id
-    for request_id, routing in ((made_up, "latest"), (grpc_id, "pinned")):
+    for request_id, routing in ((made_up, "weight"), (grpc_id, "pinned")):
         record = http_request(
             "GET",
             f"{full_capture_server.http_url}/v2/predictions/{request_id}",

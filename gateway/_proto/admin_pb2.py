@@ -18,36 +18,83 @@ _runtime_version.ValidateProtobufRuntimeVersion(
     'gateway/_proto/admin.proto'
 )
 from gateway._proto import POOL as _POOL
+from gateway._proto import adopt as _adopt
 # @@protoc_insertion_point(imports)
 
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x1agateway/_proto/admin.proto\x12\x12modelgate.admin.v1\"*\n\x14GetPredictionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\",\n\x15GetPredictionResponse\x12\x13\n\x0brecord_json\x18\x01 \x01(\t\"g\n\x05Token\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\t\x12\x12\n\nrevoked_at\x18\x06 \x01(\t\"@\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\"O\n\x13\x43reateTokenResponse\x12(\n\x05token\x18\x01 \x01(\x0b\x32\x19.modelgate.admin.v1.Token\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\"?\n\x12ListTokensResponse\x12)\n\x06tokens\x18\x01 \x03(\x0b\x32\x19.modelgate.admin.v1.Token\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t2\x84\x03\n\x05\x41\x64min\x12\x66\n\rGetPrediction\x12(.modelgate.admin.v1.GetPredictionRequest\x1a).modelgate.admin.v1.GetPredictionResponse\"\x00\x12`\n\x0b\x43reateToken\x12&.modelgate.admin.v1.CreateTokenRequest\x1a\'.modelgate.admin.v1.CreateTokenResponse\"\x00\x12]\n\nListTokens\x12%.modelgate.admin.v1.ListTokensRequest\x1a&.modelgate.admin.v1.ListTokensResponse\"\x00\x12R\n\x0bRevokeToken\x12&.modelgate.admin.v1.RevokeTokenRequest\x1a\x19.modelgate.admin.v1.Token\"\x00\x62\x06proto3')
+_adopt(google_dot_protobuf_dot_struct__pb2.DESCRIPTOR)
+DESCRIPTOR = _POOL.AddSerializedFile(b'\n\x1agateway/_proto/admin.proto\x12\x12modelgate.admin.v1\x1a\x1cgoogle/protobuf/struct.proto\"*\n\x14GetPredictionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\",\n\x15GetPredictionResponse\x12\x13\n\x0brecord_json\x18\x01 \x01(\t\"g\n\x05Token\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\t\x12\x12\n\nrevoked_at\x18\x06 \x01(\t\"@\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\"O\n\x13\x43reateTokenResponse\x12(\n\x05token\x18\x01 \x01(\x0b\x32\x19.modelgate.admin.v1.Token\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\"?\n\x12ListTokensResponse\x12)\n\x06tokens\x18\x01 \x03(\x0b\x32\x19.modelgate.admin.v1.Token\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xb3\x01\n\rTrafficPolicy\x12?\n\x07weights\x18\x01 \x03(\x0b\x32..modelgate.admin.v1.TrafficPolicy.WeightsEntry\x12\x0e\n\x06sticky\x18\x02 \x01(\x08\x12\x0f\n\x07shadows\x18\x03 \x03(\t\x12\x10\n\x08\x66\x61llback\x18\x04 \x03(\t\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"f\n\x06Source\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0b\n\x03url\x18\x05 \x01(\t\x12\x11\n\ttimeout_s\x18\x06 \x01(\x01\"\x86\x02\n\x07Version\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12*\n\x06source\x18\x04 \x01(\x0b\x32\x1a.modelgate.admin.v1.Source\x12\x10\n\x08inflight\x18\x05 \x01(\x03\x12(\n\x07\x62reaker\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06shadow\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0c\x63ontent_hash\x18\x08 \x01(\t\x12\x12\n\nprofile_id\x18\t \x01(\t\x12\x10\n\x08platform\x18\n \x01(\t\"\xba\x01\n\nDeployment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x31\n\x06policy\x18\x02 \x01(\x0b\x32!.modelgate.admin.v1.TrafficPolicy\x12\x12\n\nproduction\x18\x03 \x01(\t\x12-\n\x08versions\x18\x04 \x03(\x0b\x32\x1b.modelgate.admin.v1.Version\x12(\n\x07rollout\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x18\n\x16ListDeploymentsRequest\"N\n\x17ListDeploymentsResponse\x12\x33\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x1e.modelgate.admin.v1.Deployment\"\'\n\x11\x44\x65ploymentRequest\x12\x12\n\ndeployment\x18\x01 \x01(\t\"\x81\x01\n\x0cPolicyChange\x12\x31\n\x06policy\x18\x01 \x01(\x0b\x32!.modelgate.admin.v1.TrafficPolicy\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0c\n\x04time\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\toperation\x18\x05 \x01(\t\"D\n\x0fHistoryResponse\x12\x31\n\x07\x63hanges\x18\x01 \x03(\x0b\x32 .modelgate.admin.v1.PolicyChange\"\xad\x01\n\x12LoadVersionRequest\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12*\n\x06source\x18\x03 \x01(\x0b\x32\x1a.modelgate.admin.v1.Source\x12\r\n\x05model\x18\x04 \x01(\x0c\x12\'\n\x06golden\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06reason\x18\x06 \x01(\t\"E\n\x0eVersionRequest\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"C\n\x0eWarmUpResponse\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04runs\x18\x03 \x01(\x03\"\xdf\x01\n\x11SetTrafficRequest\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x43\n\x07weights\x18\x02 \x03(\x0b\x32\x32.modelgate.admin.v1.SetTrafficRequest.WeightsEntry\x12\x0e\n\x06sticky\x18\x03 \x01(\x08\x12\x0f\n\x07shadows\x18\x04 \x03(\t\x12\x10\n\x08\x66\x61llback\x18\x05 \x03(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x1a.\n\x0cWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"X\n\x10SetShadowRequest\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"3\n\rChangeRequest\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"c\n\x06Guards\x12\x18\n\x10min_success_rate\x18\x01 \x01(\x01\x12\x15\n\rmax_p99_ratio\x18\x02 \x01(\x01\x12\x12\n\nmax_p99_ms\x18\x03 \x01(\x01\x12\x14\n\x0cmin_requests\x18\x04 \x01(\r\"\x8a\x01\n\x0bRolloutPlan\x12\r\n\x05steps\x18\x01 \x03(\r\x12\x0f\n\x07\x64well_s\x18\x02 \x01(\x01\x12\x18\n\x10\x63heck_interval_s\x18\x03 \x01(\x01\x12\x15\n\rfailure_limit\x18\x04 \x01(\r\x12*\n\x06guards\x18\x05 \x01(\x0b\x32\x1a.modelgate.admin.v1.Guards\"x\n\x12StartCanaryRequest\x12\x12\n\ndeployment\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12-\n\x04plan\x18\x03 \x01(\x0b\x32\x1f.modelgate.admin.v1.RolloutPlan\x12\x0e\n\x06reason\x18\x04 \x01(\t2\xdc\x0c\n\x05\x41\x64min\x12\x66\n\rGetPrediction\x12(.modelgate.admin.v1.GetPredictionRequest\x1a).modelgate.admin.v1.GetPredictionResponse\"\x00\x12`\n\x0b\x43reateToken\x12&.modelgate.admin.v1.CreateTokenRequest\x1a\'.modelgate.admin.v1.CreateTokenResponse\"\x00\x12]\n\nListTokens\x12%.modelgate.admin.v1.ListTokensRequest\x1a&.modelgate.admin.v1.ListTokensResponse\"\x00\x12R\n\x0bRevokeToken\x12&.modelgate.admin.v1.RevokeTokenRequest\x1a\x19.modelgate.admin.v1.Token\"\x00\x12l\n\x0fListDeployments\x12*.modelgate.admin.v1.ListDeploymentsRequest\x1a+.modelgate.admin.v1.ListDeploymentsResponse\"\x00\x12X\n\rGetDeployment\x12%.modelgate.admin.v1.DeploymentRequest\x1a\x1e.modelgate.admin.v1.Deployment\"\x00\x12Z\n\nGetHistory\x12%.modelgate.admin.v1.DeploymentRequest\x1a#.modelgate.admin.v1.HistoryResponse\"\x00\x12W\n\x0bLoadVersion\x12&.modelgate.admin.v1.LoadVersionRequest\x1a\x1e.modelgate.admin.v1.Deployment\"\x00\x12U\n\rUnloadVersion\x12\".modelgate.admin.v1.VersionRequest\x1a\x1e.modelgate.admin.v1.Deployment\"\x00\x12Y\n\rWarmUpVersion\x12\".modelgate.admin.v1.VersionRequest\x1a\".modelgate.admin.v1.WarmUpResponse\"\x00\x12U\n\nSetTraffic\x12%.modelgate.admin.v1.SetTrafficRequest\x1a\x1e.modelgate.admin.v1.Deployment\"\x00\x12S\n\tSetShadow\x12$.modelgate.admin.v1.SetShadowRequest\x1a\x1e.modelgate.admin.v1.Deployment\"\x00\x12O\n\x08Rollback\x12!.modelgate.admin.v1.ChangeRequest\x1a\x1e.modelgate.admin.v1.Deployment\"\x00\x12W\n\x0bStartCanary\x12&.modelgate.admin.v1.StartCanaryRequest\x1a\x1e.modelgate.admin.v1.Deployment\"\x00\x12R\n\x0bPauseCanary\x12!.modelgate.admin.v1.ChangeRequest\x1a\x1e.modelgate.admin.v1.Deployment\"\x00\x12S\n\x0cResumeCanary\x12!.modelgate.admin.v1.ChangeRequest\x1a\x1e.modelgate.admin.v1.Deployment\"\x00\x12T\n\rPromoteCanary\x12!.modelgate.admin.v1.ChangeRequest\x1a\x1e.modelgate.admin.v1.Deployment\"\x00\x12R\n\x0b\x41\x62ortCanary\x12!.modelgate.admin.v1.ChangeRequest\x1a\x1e.modelgate.admin.v1.Deployment\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gateway._proto.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETPREDICTIONREQUEST']._serialized_start=50
-  _globals['_GETPREDICTIONREQUEST']._serialized_end=92
-  _globals['_GETPREDICTIONRESPONSE']._serialized_start=94
-  _globals['_GETPREDICTIONRESPONSE']._serialized_end=138
-  _globals['_TOKEN']._serialized_start=140
-  _globals['_TOKEN']._serialized_end=243
-  _globals['_CREATETOKENREQUEST']._serialized_start=245
-  _globals['_CREATETOKENREQUEST']._serialized_end=309
-  _globals['_CREATETOKENRESPONSE']._serialized_start=311
-  _globals['_CREATETOKENRESPONSE']._serialized_end=390
-  _globals['_LISTTOKENSREQUEST']._serialized_start=392
-  _globals['_LISTTOKENSREQUEST']._serialized_end=411
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=413
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=476
-  _globals['_REVOKETOKENREQUEST']._serialized_start=478
-  _globals['_REVOKETOKENREQUEST']._serialized_end=510
-  _globals['_ADMIN']._serialized_start=513
-  _globals['_ADMIN']._serialized_end=901
+  _globals['_TRAFFICPOLICY_WEIGHTSENTRY']._loaded_options = None
+  _globals['_TRAFFICPOLICY_WEIGHTSENTRY']._serialized_options = b'8\001'
+  _globals['_SETTRAFFICREQUEST_WEIGHTSENTRY']._loaded_options = None
+  _globals['_SETTRAFFICREQUEST_WEIGHTSENTRY']._serialized_options = b'8\001'
+  _globals['_GETPREDICTIONREQUEST']._serialized_start=80
+  _globals['_GETPREDICTIONREQUEST']._serialized_end=122
+  _globals['_GETPREDICTIONRESPONSE']._serialized_start=124
+  _globals['_GETPREDICTIONRESPONSE']._serialized_end=168
+  _globals['_TOKEN']._serialized_start=170
+  _globals['_TOKEN']._serialized_end=273
+  _globals['_CREATETOKENREQUEST']._serialized_start=275
+  _globals['_CREATETOKENREQUEST']._serialized_end=339
+  _globals['_CREATETOKENRESPONSE']._serialized_start=341
+  _globals['_CREATETOKENRESPONSE']._serialized_end=420
+  _globals['_LISTTOKENSREQUEST']._serialized_start=422
+  _globals['_LISTTOKENSREQUEST']._serialized_end=441
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=443
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=506
+  _globals['_REVOKETOKENREQUEST']._serialized_start=508
+  _globals['_REVOKETOKENREQUEST']._serialized_end=540
+  _globals['_TRAFFICPOLICY']._serialized_start=543
+  _globals['_TRAFFICPOLICY']._serialized_end=722
+  _globals['_TRAFFICPOLICY_WEIGHTSENTRY']._serialized_start=676
+  _globals['_TRAFFICPOLICY_WEIGHTSENTRY']._serialized_end=722
+  _globals['_SOURCE']._serialized_start=724
+  _globals['_SOURCE']._serialized_end=826
+  _globals['_VERSION']._serialized_start=829
+  _globals['_VERSION']._serialized_end=1091
+  _globals['_DEPLOYMENT']._serialized_start=1094
+  _globals['_DEPLOYMENT']._serialized_end=1280
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=1282
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=1306
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=1308
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=1386
+  _globals['_DEPLOYMENTREQUEST']._serialized_start=1388
+  _globals['_DEPLOYMENTREQUEST']._serialized_end=1427
+  _globals['_POLICYCHANGE']._serialized_start=1430
+  _globals['_POLICYCHANGE']._serialized_end=1559
+  _globals['_HISTORYRESPONSE']._serialized_start=1561
+  _globals['_HISTORYRESPONSE']._serialized_end=1629
+  _globals['_LOADVERSIONREQUEST']._serialized_start=1632
+  _globals['_LOADVERSIONREQUEST']._serialized_end=1805
+  _globals['_VERSIONREQUEST']._serialized_start=1807
+  _globals['_VERSIONREQUEST']._serialized_end=1876
+  _globals['_WARMUPRESPONSE']._serialized_start=1878
+  _globals['_WARMUPRESPONSE']._serialized_end=1945
+  _globals['_SETTRAFFICREQUEST']._serialized_start=1948
+  _globals['_SETTRAFFICREQUEST']._serialized_end=2171
+  _globals['_SETTRAFFICREQUEST_WEIGHTSENTRY']._serialized_start=676
+  _globals['_SETTRAFFICREQUEST_WEIGHTSENTRY']._serialized_end=722
+  _globals['_SETSHADOWREQUEST']._serialized_start=2173
+  _globals['_SETSHADOWREQUEST']._serialized_end=2261
+  _globals['_CHANGEREQUEST']._serialized_start=2263
+  _globals['_CHANGEREQUEST']._serialized_end=2314
+  _globals['_GUARDS']._serialized_start=2316
+  _globals['_GUARDS']._serialized_end=2415
+  _globals['_ROLLOUTPLAN']._serialized_start=2418
+  _globals['_ROLLOUTPLAN']._serialized_end=2556
+  _globals['_STARTCANARYREQUEST']._serialized_start=2558
+  _globals['_STARTCANARYREQUEST']._serialized_end=2678
+  _globals['_ADMIN']._serialized_start=2681
+  _globals['_ADMIN']._serialized_end=4309
 # @@protoc_insertion_point(module_scope)

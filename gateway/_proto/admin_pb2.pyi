@@ -1,3 +1,4 @@
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -67,3 +68,229 @@ class RevokeTokenRequest(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class TrafficPolicy(_message.Message):
+    __slots__ = ("weights", "sticky", "shadows", "fallback")
+    class WeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    STICKY_FIELD_NUMBER: _ClassVar[int]
+    SHADOWS_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    weights: _containers.ScalarMap[str, int]
+    sticky: bool
+    shadows: _containers.RepeatedScalarFieldContainer[str]
+    fallback: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, weights: _Optional[_Mapping[str, int]] = ..., sticky: _Optional[bool] = ..., shadows: _Optional[_Iterable[str]] = ..., fallback: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Source(_message.Message):
+    __slots__ = ("kind", "model", "version", "sha256", "url", "timeout_s")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    model: str
+    version: str
+    sha256: str
+    url: str
+    timeout_s: float
+    def __init__(self, kind: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., url: _Optional[str] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+
+class Version(_message.Message):
+    __slots__ = ("version", "state", "reason", "source", "inflight", "breaker", "shadow", "content_hash", "profile_id", "platform")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    INFLIGHT_FIELD_NUMBER: _ClassVar[int]
+    BREAKER_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    state: str
+    reason: str
+    source: Source
+    inflight: int
+    breaker: _struct_pb2.Struct
+    shadow: _struct_pb2.Struct
+    content_hash: str
+    profile_id: str
+    platform: str
+    def __init__(self, version: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., source: _Optional[_Union[Source, _Mapping]] = ..., inflight: _Optional[int] = ..., breaker: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., shadow: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., content_hash: _Optional[str] = ..., profile_id: _Optional[str] = ..., platform: _Optional[str] = ...) -> None: ...
+
+class Deployment(_message.Message):
+    __slots__ = ("name", "policy", "production", "versions", "rollout")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    PRODUCTION_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    policy: TrafficPolicy
+    production: str
+    versions: _containers.RepeatedCompositeFieldContainer[Version]
+    rollout: _struct_pb2.Struct
+    def __init__(self, name: _Optional[str] = ..., policy: _Optional[_Union[TrafficPolicy, _Mapping]] = ..., production: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[Version, _Mapping]]] = ..., rollout: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ListDeploymentsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListDeploymentsResponse(_message.Message):
+    __slots__ = ("deployments",)
+    DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    deployments: _containers.RepeatedCompositeFieldContainer[Deployment]
+    def __init__(self, deployments: _Optional[_Iterable[_Union[Deployment, _Mapping]]] = ...) -> None: ...
+
+class DeploymentRequest(_message.Message):
+    __slots__ = ("deployment",)
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    def __init__(self, deployment: _Optional[str] = ...) -> None: ...
+
+class PolicyChange(_message.Message):
+    __slots__ = ("policy", "actor", "time", "reason", "operation")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    policy: TrafficPolicy
+    actor: str
+    time: str
+    reason: str
+    operation: str
+    def __init__(self, policy: _Optional[_Union[TrafficPolicy, _Mapping]] = ..., actor: _Optional[str] = ..., time: _Optional[str] = ..., reason: _Optional[str] = ..., operation: _Optional[str] = ...) -> None: ...
+
+class HistoryResponse(_message.Message):
+    __slots__ = ("changes",)
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[PolicyChange]
+    def __init__(self, changes: _Optional[_Iterable[_Union[PolicyChange, _Mapping]]] = ...) -> None: ...
+
+class LoadVersionRequest(_message.Message):
+    __slots__ = ("deployment", "version", "source", "model", "golden", "reason")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    GOLDEN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    version: str
+    source: Source
+    model: bytes
+    golden: _struct_pb2.Struct
+    reason: str
+    def __init__(self, deployment: _Optional[str] = ..., version: _Optional[str] = ..., source: _Optional[_Union[Source, _Mapping]] = ..., model: _Optional[bytes] = ..., golden: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class VersionRequest(_message.Message):
+    __slots__ = ("deployment", "version", "reason")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    version: str
+    reason: str
+    def __init__(self, deployment: _Optional[str] = ..., version: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class WarmUpResponse(_message.Message):
+    __slots__ = ("deployment", "version", "runs")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    version: str
+    runs: int
+    def __init__(self, deployment: _Optional[str] = ..., version: _Optional[str] = ..., runs: _Optional[int] = ...) -> None: ...
+
+class SetTrafficRequest(_message.Message):
+    __slots__ = ("deployment", "weights", "sticky", "shadows", "fallback", "reason")
+    class WeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    STICKY_FIELD_NUMBER: _ClassVar[int]
+    SHADOWS_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    weights: _containers.ScalarMap[str, int]
+    sticky: bool
+    shadows: _containers.RepeatedScalarFieldContainer[str]
+    fallback: _containers.RepeatedScalarFieldContainer[str]
+    reason: str
+    def __init__(self, deployment: _Optional[str] = ..., weights: _Optional[_Mapping[str, int]] = ..., sticky: _Optional[bool] = ..., shadows: _Optional[_Iterable[str]] = ..., fallback: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetShadowRequest(_message.Message):
+    __slots__ = ("deployment", "version", "enabled", "reason")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    version: str
+    enabled: bool
+    reason: str
+    def __init__(self, deployment: _Optional[str] = ..., version: _Optional[str] = ..., enabled: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ChangeRequest(_message.Message):
+    __slots__ = ("deployment", "reason")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    reason: str
+    def __init__(self, deployment: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Guards(_message.Message):
+    __slots__ = ("min_success_rate", "max_p99_ratio", "max_p99_ms", "min_requests")
+    MIN_SUCCESS_RATE_FIELD_NUMBER: _ClassVar[int]
+    MAX_P99_RATIO_FIELD_NUMBER: _ClassVar[int]
+    MAX_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    MIN_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    min_success_rate: float
+    max_p99_ratio: float
+    max_p99_ms: float
+    min_requests: int
+    def __init__(self, min_success_rate: _Optional[float] = ..., max_p99_ratio: _Optional[float] = ..., max_p99_ms: _Optional[float] = ..., min_requests: _Optional[int] = ...) -> None: ...
+
+class RolloutPlan(_message.Message):
+    __slots__ = ("steps", "dwell_s", "check_interval_s", "failure_limit", "guards")
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    DWELL_S_FIELD_NUMBER: _ClassVar[int]
+    CHECK_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    GUARDS_FIELD_NUMBER: _ClassVar[int]
+    steps: _containers.RepeatedScalarFieldContainer[int]
+    dwell_s: float
+    check_interval_s: float
+    failure_limit: int
+    guards: Guards
+    def __init__(self, steps: _Optional[_Iterable[int]] = ..., dwell_s: _Optional[float] = ..., check_interval_s: _Optional[float] = ..., failure_limit: _Optional[int] = ..., guards: _Optional[_Union[Guards, _Mapping]] = ...) -> None: ...
+
+class StartCanaryRequest(_message.Message):
+    __slots__ = ("deployment", "version", "plan", "reason")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    version: str
+    plan: RolloutPlan
+    reason: str
+    def __init__(self, deployment: _Optional[str] = ..., version: _Optional[str] = ..., plan: _Optional[_Union[RolloutPlan, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...

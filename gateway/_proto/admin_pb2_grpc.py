@@ -54,6 +54,76 @@ class AdminStub:
                 request_serializer=gateway_dot___proto_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=gateway_dot___proto_dot_admin__pb2.Token.FromString,
                 _registered_method=True)
+        self.ListDeployments = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/ListDeployments',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.ListDeploymentsRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.ListDeploymentsResponse.FromString,
+                _registered_method=True)
+        self.GetDeployment = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/GetDeployment',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.DeploymentRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.GetHistory = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/GetHistory',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.DeploymentRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.HistoryResponse.FromString,
+                _registered_method=True)
+        self.LoadVersion = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/LoadVersion',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.LoadVersionRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.UnloadVersion = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/UnloadVersion',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.VersionRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.WarmUpVersion = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/WarmUpVersion',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.VersionRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.WarmUpResponse.FromString,
+                _registered_method=True)
+        self.SetTraffic = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/SetTraffic',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.SetTrafficRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.SetShadow = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/SetShadow',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.SetShadowRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.Rollback = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/Rollback',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.ChangeRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.StartCanary = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/StartCanary',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.StartCanaryRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.PauseCanary = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/PauseCanary',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.ChangeRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.ResumeCanary = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/ResumeCanary',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.ChangeRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.PromoteCanary = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/PromoteCanary',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.ChangeRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.AbortCanary = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/AbortCanary',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.ChangeRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -85,6 +155,94 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeployments(self, request, context):
+        """Deployments: the names clients call, their versions and traffic (viewer reads; operator
+        changes). Each change answers with the deployment as it is after the change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeployment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHistory(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadVersion(self, request, context):
+        """Load a version (repository, remote server, or the ONNX file in `model`), warm it up and
+        validate it; it takes no traffic until a policy gives it some (unless it is the first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadVersion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WarmUpVersion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTraffic(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetShadow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rollback(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartCanary(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseCanary(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeCanary(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PromoteCanary(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AbortCanary(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +265,76 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=gateway_dot___proto_dot_admin__pb2.RevokeTokenRequest.FromString,
                     response_serializer=gateway_dot___proto_dot_admin__pb2.Token.SerializeToString,
+            ),
+            'ListDeployments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeployments,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.ListDeploymentsRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.ListDeploymentsResponse.SerializeToString,
+            ),
+            'GetDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeployment,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.DeploymentRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Deployment.SerializeToString,
+            ),
+            'GetHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistory,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.DeploymentRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.HistoryResponse.SerializeToString,
+            ),
+            'LoadVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadVersion,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.LoadVersionRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Deployment.SerializeToString,
+            ),
+            'UnloadVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadVersion,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.VersionRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Deployment.SerializeToString,
+            ),
+            'WarmUpVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.WarmUpVersion,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.VersionRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.WarmUpResponse.SerializeToString,
+            ),
+            'SetTraffic': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTraffic,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.SetTrafficRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Deployment.SerializeToString,
+            ),
+            'SetShadow': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetShadow,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.SetShadowRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Deployment.SerializeToString,
+            ),
+            'Rollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.ChangeRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Deployment.SerializeToString,
+            ),
+            'StartCanary': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartCanary,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.StartCanaryRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Deployment.SerializeToString,
+            ),
+            'PauseCanary': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseCanary,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.ChangeRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Deployment.SerializeToString,
+            ),
+            'ResumeCanary': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeCanary,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.ChangeRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Deployment.SerializeToString,
+            ),
+            'PromoteCanary': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteCanary,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.ChangeRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Deployment.SerializeToString,
+            ),
+            'AbortCanary': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortCanary,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.ChangeRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Deployment.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -217,6 +445,384 @@ class Admin:
             '/modelgate.admin.v1.Admin/RevokeToken',
             gateway_dot___proto_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
             gateway_dot___proto_dot_admin__pb2.Token.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeployments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/ListDeployments',
+            gateway_dot___proto_dot_admin__pb2.ListDeploymentsRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.ListDeploymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/GetDeployment',
+            gateway_dot___proto_dot_admin__pb2.DeploymentRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/GetHistory',
+            gateway_dot___proto_dot_admin__pb2.DeploymentRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.HistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/LoadVersion',
+            gateway_dot___proto_dot_admin__pb2.LoadVersionRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/UnloadVersion',
+            gateway_dot___proto_dot_admin__pb2.VersionRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WarmUpVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/WarmUpVersion',
+            gateway_dot___proto_dot_admin__pb2.VersionRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.WarmUpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTraffic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/SetTraffic',
+            gateway_dot___proto_dot_admin__pb2.SetTrafficRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetShadow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/SetShadow',
+            gateway_dot___proto_dot_admin__pb2.SetShadowRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/Rollback',
+            gateway_dot___proto_dot_admin__pb2.ChangeRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartCanary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/StartCanary',
+            gateway_dot___proto_dot_admin__pb2.StartCanaryRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseCanary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/PauseCanary',
+            gateway_dot___proto_dot_admin__pb2.ChangeRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeCanary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/ResumeCanary',
+            gateway_dot___proto_dot_admin__pb2.ChangeRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PromoteCanary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/PromoteCanary',
+            gateway_dot___proto_dot_admin__pb2.ChangeRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortCanary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/AbortCanary',
+            gateway_dot___proto_dot_admin__pb2.ChangeRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Awaitable, Hashable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from gateway.protocol.types import ModelSignature
+
+if TYPE_CHECKING:
+    from gateway.batching import Timing
 
 
 class Backend(Protocol):
@@ -27,3 +30,17 @@ class Backend(Protocol):
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...
 
     def close(self) -> None: ...
+
+
+class Runner(Protocol):
+    """Where the request path sends one request's checked feeds: a DynamicBatcher in front of a
+    local backend, or a remote backend that batches on its own server.
+
+    `submit` raises BatchError when the model failed on the request, and BackendUnavailable
+    (backends/remote.py) when the backend could not be reached in time."""
+
+    def submit(
+        self, feeds: Mapping[str, np.ndarray], rows: int, key: Hashable
+    ) -> Awaitable[tuple[list[np.ndarray], Timing]]: ...
+
+    async def close(self) -> None: ...

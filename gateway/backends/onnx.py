@@ -34,9 +34,10 @@ class OnnxBackend:
         )
 
     def adapt(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for name in self._string_inputs:
-            feeds[name] = _as_str(name, feeds[name])
-        return feeds
+        if not self._string_inputs:
+            return feeds
+        # a copy: the same checked feeds may go on to another version (fallback, shadow)
+        return {n: _as_str(n, a) if n in self._string_inputs else a for n, a in feeds.items()}
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         return self._session.run(self._output_names, feeds)

@@ -341,6 +341,23 @@ class RolloutStatus:
             "last_check": None if self.last_check is None else self.last_check.to_dict(),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RolloutStatus:
+        """A status as `to_dict` wrote it (the journal's copy). The last check's details are
+        not kept: they describe a window that ended before the restart."""
+        return cls(
+            deployment=data["deployment"],
+            canary=data["canary"],
+            champion=data["champion"],
+            plan=RolloutPlan.from_dict(data["plan"]),
+            step=data["step"],
+            phase=RolloutPhase(data["phase"]),
+            failed_checks=data["failed_checks"],
+            step_started_s=data["step_started_s"],
+            changed_s=data["changed_s"],
+            reason=data["reason"],
+        )
+
 
 def start(
     deployment: str, canary: str, champion: str, plan: RolloutPlan, now: float

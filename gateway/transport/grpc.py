@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import orjson
+from google.protobuf import json_format
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
@@ -23,6 +24,7 @@ from gateway._proto import admin_pb2 as admin_pb
 from gateway._proto import admin_pb2_grpc as admin_pb_grpc
 from gateway._proto import inference_pb2 as pb
 from gateway._proto import inference_pb2_grpc as pb_grpc
+from gateway.admin import CALLS, DEPLOYMENT, AdminCall
 from gateway.codecs import grpc as codec
 from gateway.control import Control
 from gateway.errors import ErrorKind, GatewayError
@@ -122,6 +124,10 @@ ADMIN_OPERATIONS: Operations = {
     "CreateToken": ("token.create", None),
     "ListTokens": ("token.list", None),
     "RevokeToken": ("token.revoke", None),
+    **{
+        call.rpc: (call.operation, DEPLOYMENT if call.rpc != "ListDeployments" else None)
+        for call in CALLS
+    },
 }
 
 
@@ -155,6 +161,28 @@ class AdminServicer:
 
     async def RevokeToken(self, request: admin_pb.RevokeTokenRequest, context: Any) -> Any:
         return _token(await self._control.revoke_token(PRINCIPAL.get().actor, request.id))
+
+    def __getattr__(self, name: str) -> Any:
+        """The deployment calls (gateway/admin.py), each the request as a dict in, the
+        response message out."""
+        call = _CALLS_BY_RPC.get(name)
+        if call is None:
+            raise AttributeError(name)
+        return self._deployment_call(call)
+
+    def _deployment_call(self, call: AdminCall) -> Any:
+        response_type = getattr(admin_pb, call.response)
+
+        async def method(request: Any, context: Any) -> Any:
+            document = json_format.MessageToDict(request, preserving_proto_field_name=True)
+            lifecycle = self._control.lifecycle
+            result = await call.run(lifecycle, PRINCIPAL.get().actor, document)
+            return codec.from_dict(response_type, result)
+
+        return method
+
+
+_CALLS_BY_RPC = {call.rpc: call for call in CALLS}
 
 
 def _token(info: TokenInfo) -> admin_pb.Token:

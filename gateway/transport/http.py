@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway import access_log
+from gateway.admin import CALLS, DEPLOYMENT, AdminCall
 from gateway.codecs import rest
 from gateway.control import Control
 from gateway.errors import ErrorKind, GatewayError, InvalidInput
@@ -38,6 +39,7 @@ DEFAULT_STATUS = 500
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _JSON = "application/json"
+ROUTING_KEY_HEADER = "x-routing-key"  # sticky routing; gRPC clients use the parameter
 
 
 def _json(document: Any, status: int = 200) -> web.Response:
@@ -80,7 +82,8 @@ def _guarded(access: AccessControl, operation: str, handler: Handler) -> Handler
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         authorization = single_authorization(request.headers.getall("Authorization", ()))
-        await access.check(authorization, operation, request.match_info.get("model"))
+        match = request.match_info
+        await access.check(authorization, operation, match.get("model") or match.get(DEPLOYMENT))
         return await handler(request)
 
     return guarded
@@ -127,6 +130,8 @@ def create_app(
     add("GET", "/admin/tokens", "token.list", routes.list_tokens)
     add("POST", "/admin/tokens", "token.create", routes.create_token)
     add("DELETE", "/admin/tokens/{token_id}", "token.revoke", routes.revoke_token)
+    for call in CALLS:
+        add(call.http_method, "/admin" + call.http_path, call.operation, routes.admin(call))
     return app
 
 
@@ -135,7 +140,7 @@ class _Routes:
         self._service = service
         self._control = control
         self._metrics = make_registry(
-            lambda: ((v.name, v.version, v.stats) for v in service.loaded_versions()),
+            lambda: ((v.name, v.version, v.stats) for v in service.registry.loaded()),
             service.journal_stats,
         )
 
@@ -147,6 +152,7 @@ class _Routes:
             request.match_info.get("version"),
             lambda: rest.decode_infer_request(body, header_length),
             rest.encode_infer_response,
+            request.headers.get(ROUTING_KEY_HEADER),
         )
         if json_length is None:
             return web.Response(body=body, content_type=_JSON)
@@ -213,6 +219,23 @@ class _Routes:
         actor = PRINCIPAL.get().actor
         info = await self._control.revoke_token(actor, request.match_info["token_id"])
         return _json(info.to_dict())
+
+    def admin(self, call: AdminCall) -> Handler:
+        """The route of one admin call: the JSON body (or, for an upload, the raw ONNX file
+        with the other fields in the query) plus the path's parameters."""
+
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.read()
+            document: dict[str, Any]
+            if request.content_type == "application/octet-stream":
+                document = {**request.query, "model": body}
+            else:
+                document = rest.decode_object(body) if body.strip() else {}
+            document.update(request.match_info)
+            lifecycle = self._control.lifecycle
+            return _json(await call.run(lifecycle, PRINCIPAL.get().actor, document))
+
+        return handle
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(

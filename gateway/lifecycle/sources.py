@@ -1,0 +1,153 @@
+"""Where a version comes from, as the JSON that the admin stream records and replays.
+
+    {"kind": "repository", "model": "credit_risk", "version": "3"}   <repository>/<model>/<version>
+    {"kind": "upload", "sha256": "..."}                              <uploads>/<sha256>/model.onnx
+    {"kind": "remote", "url": "host:port", "model": "m", "version": "", "timeout_s": 5.0}
+
+`open_version` turns one into a LoadedVersion plus its warm-up samples and golden outputs;
+the caller warms it up and validates it (lifecycle/warmup.py) before it may take traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.backends.remote import RemoteBackend, RemoteSpec
+from gateway.config import ModelConfig
+from gateway.errors import InvalidInput
+from gateway.lifecycle.warmup import Golden, Sample
+from gateway.loading import (
+    LoadedVersion,
+    VersionIdentity,
+    open_backend,
+    serve_version,
+    warmup_samples,
+)
+from gateway.repository import MODEL_FILE, VersionSource, version_source
+from gateway.statistics import VersionStats
+
+REPOSITORY = "repository"
+UPLOAD = "upload"
+REMOTE = "remote"
+GOLDEN_FILE = "golden.json"  # next to a version's model file: outputs it must reproduce
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where sources point: the model repository, the uploads folder, model defaults."""
+
+    repository: Path
+    uploads: Path
+    defaults: ModelConfig
+
+
+@dataclass(frozen=True)
+class OpenedSource:
+    loaded: LoadedVersion
+    samples: list[Sample]
+    golden: Golden | None
+
+
+def check_source(source: Any) -> dict[str, Any]:
+    """The source as the journal keeps it. Raises InvalidInput for a malformed one."""
+    if not isinstance(source, Mapping):
+        raise InvalidInput("'source' must be an object with a 'kind'")
+    kind = source.get("kind")
+    fields: dict[str, type | tuple[type, ...]]
+    if kind == REPOSITORY:
+        fields = {"model": str, "version": str}
+    elif kind == UPLOAD:
+        fields = {"sha256": str}
+    elif kind == REMOTE:
+        fields = {"url": str, "model": str, "version": str, "timeout_s": (int, float)}
+    else:
+        raise InvalidInput(f"source kind must be {REPOSITORY}, {UPLOAD} or {REMOTE}, not {kind!r}")
+    unknown = set(source) - set(fields) - {"kind"}
+    if unknown:
+        raise InvalidInput(f"unknown {kind} source keys: {', '.join(sorted(unknown))}")
+    optional = {"version": "", "timeout_s": RemoteSpec.timeout_s} if kind == REMOTE else {}
+    checked: dict[str, Any] = {"kind": kind}
+    for name, expected in fields.items():
+        value = source.get(name, optional.get(name))
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise InvalidInput(f"{kind} source needs '{name}'")
+        if (value == "" and name not in optional) or (isinstance(value, float) and value <= 0):
+            raise InvalidInput(f"{kind} source: '{name}' must not be empty or zero")
+        checked[name] = value
+    return checked
+
+
+async def open_version(
+    deployment: str, version: str, source: dict[str, Any], sources: Sources
+) -> OpenedSource:
+    """Open the backend `source` names as `version` of `deployment`. Raises GatewayError
+    kinds for what the operator got wrong and whatever loading raises otherwise."""
+    if source["kind"] == REMOTE:
+        return await _open_remote(deployment, version, source, sources.defaults)
+    if source["kind"] == REPOSITORY:
+        found = version_source(
+            sources.repository, source["model"], source["version"], sources.defaults
+        )
+    else:
+        folder = sources.uploads / source["sha256"]
+        if not (folder / MODEL_FILE).is_file():
+            raise InvalidInput(f"no uploaded model with SHA-256 {source['sha256']}")
+        found = VersionSource(deployment, version, folder, sources.defaults)
+    if found.problem:
+        raise InvalidInput(f"{found.folder}: {found.problem}")
+    found = dataclasses.replace(found, model=deployment, version=version)
+    opened = await asyncio.to_thread(open_backend, found)
+    loaded = serve_version(found, opened)
+    samples = warmup_samples(found.config, found.folder, loaded.signature)
+    golden_file = found.folder / GOLDEN_FILE
+    golden = None
+    if golden_file.is_file():
+        golden = Golden.from_dict(orjson.loads(golden_file.read_bytes()), loaded.signature)
+    return OpenedSource(loaded, samples, golden)
+
+
+async def _open_remote(
+    deployment: str, version: str, source: dict[str, Any], defaults: ModelConfig
+) -> OpenedSource:
+    spec = RemoteSpec(source["url"], source["model"], source["version"], source["timeout_s"])
+    backend = await RemoteBackend.open(spec)
+    # the remote server batches; the gateway only checks the batch dimension of requests
+    config = dataclasses.replace(defaults, max_batch_size=backend.max_batch_size)
+    signature = backend.signature
+    loaded = LoadedVersion(
+        deployment,
+        version,
+        config,
+        backend,
+        backend,
+        VersionStats(),
+        {t.name: (i, t.datatype) for i, t in enumerate(signature.outputs)},
+        VersionIdentity(backend.content_id, ""),
+    )
+    return OpenedSource(loaded, warmup_samples(config, Path(), signature), None)
+
+
+def store_upload(uploads: Path, model: bytes) -> str:
+    """Keep an uploaded model file under its SHA-256 (written whole, then renamed) so that a
+    replay of the admin stream finds it; the hash."""
+    digest = hashlib.sha256(model).hexdigest()
+    folder = uploads / digest
+    if (folder / MODEL_FILE).is_file():
+        return digest
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, delete=False) as file:
+        file.write(model)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(file.name, folder / MODEL_FILE)
+    return digest
