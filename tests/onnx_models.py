@@ -123,6 +123,46 @@ def reshape() -> bytes:
     return _model(graph)
 
 
+CREDIT_RISK_WIDTH = 20
+
+
+def credit_risk_lookalike(fail_above: float) -> bytes:
+    """The example credit_risk model's signature (features FP32 [-1, 20] -> label INT64 [-1],
+    probabilities FP32 [-1, 2]) with an answer of its own, probabilities = features[:, :2], that
+    fails inside ONNX Runtime when any first feature exceeds `fail_above`: zero warm-up samples
+    pass, chosen requests fail on purpose (for failover and canary tests)."""
+    nodes = [
+        # k = 1 when a first feature exceeds the limit; the reshape to [-1, 20 + k] then fails
+        helper.make_node("Slice", ["features", "zero", "one", "one"], ["first"]),
+        helper.make_node("ReduceMax", ["first"], ["largest"], keepdims=0),
+        helper.make_node("Greater", ["largest", "limit"], ["over"]),
+        helper.make_node("Cast", ["over"], ["k"], to=TensorProto.INT64),
+        helper.make_node("Add", ["width", "k"], ["columns"]),
+        helper.make_node("Concat", ["minus_one", "columns"], ["target"], axis=0),
+        helper.make_node("Reshape", ["features", "target"], ["checked"]),
+        helper.make_node("Slice", ["checked", "zero", "two", "one"], ["probabilities"]),
+        helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "credit_risk_lookalike",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", CREDIT_RISK_WIDTH])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["n"]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["n", 2]),
+        ],
+        initializer=[
+            helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+            helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+            helper.make_tensor("two", TensorProto.INT64, [1], [2]),
+            helper.make_tensor("minus_one", TensorProto.INT64, [1], [-1]),
+            helper.make_tensor("width", TensorProto.INT64, [1], [CREDIT_RISK_WIDTH]),
+            helper.make_tensor("limit", TensorProto.FLOAT, [], [fail_above]),
+        ],
+    )
+    return _model(graph)
+
+
 def write_test_models(root: Path) -> dict[str, Path]:
     """Write every test model under `root` as version 1; returns model name -> model file."""
     builders = {identity_name(datatype): (identity, datatype) for datatype in IDENTITY_TYPES}
