@@ -4,7 +4,8 @@ Each call takes one JSON-like document (HTTP: the body's object with the path's 
 added; gRPC: the request message as a dict with its proto field names) and answers one (HTTP:
 the body; gRPC: parsed into the RPC's response message, whose fields bear the same names). So
 the HTTP and gRPC forms of an operation cannot drift apart, and `modelgate admin` can use
-either.
+either. `dispatch` is the one entry: it holds production-affecting calls on important
+deployments for approval (governance/approvals.py).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.control import Control
 from gateway.errors import InvalidInput
-from gateway.lifecycle.operations import Lifecycle
+from gateway.governance.approvals import ChangeState, Importance
 
 Document = Mapping[str, Any]
-Run = Callable[[Lifecycle, str, Document], Awaitable[dict[str, Any]]]
+Run = Callable[[Control, str, Document], Awaitable[dict[str, Any]]]
 
 DEPLOYMENT = "deployment"  # the document key (and HTTP path parameter) naming the deployment
 
@@ -32,6 +34,14 @@ class AdminCall:
     operation: str  # what rbac authorizes (rbac.OPERATIONS)
     response: str  # the RPC's response message
     run: Run
+    # production-affecting: on a HIGH or CRITICAL deployment it waits for a second person
+    needs_approval: bool = False
+
+    @property
+    def concerns_deployment(self) -> bool:
+        """Whether it acts on one deployment (named in the path and the request), which
+        authorization checks against a principal's scopes."""
+        return "{" + DEPLOYMENT + "}" in self.http_path
 
 
 def _text(document: Document, key: str, required: bool = True) -> str:
@@ -45,28 +55,30 @@ def _reason(document: Document) -> str:
     return _text(document, "reason", required=False)
 
 
-async def _list(lifecycle: Lifecycle, actor: str, document: Document) -> dict[str, Any]:
-    deployments = lifecycle.registry.deployments
+async def _list(control: Control, actor: str, document: Document) -> dict[str, Any]:
+    deployments = control.lifecycle.registry.deployments
     return {"deployments": [deployments[name].describe() for name in sorted(deployments)]}
 
 
-async def _get(lifecycle: Lifecycle, actor: str, document: Document) -> dict[str, Any]:
-    return lifecycle.registry.deployment(_text(document, DEPLOYMENT)).describe()
+async def _get(control: Control, actor: str, document: Document) -> dict[str, Any]:
+    return control.lifecycle.registry.deployment(_text(document, DEPLOYMENT)).describe()
 
 
-async def _history(lifecycle: Lifecycle, actor: str, document: Document) -> dict[str, Any]:
-    return {"changes": lifecycle.history(_text(document, DEPLOYMENT))}
+async def _history(control: Control, actor: str, document: Document) -> dict[str, Any]:
+    return {"changes": control.lifecycle.history(_text(document, DEPLOYMENT))}
 
 
-async def _load(lifecycle: Lifecycle, actor: str, document: Document) -> dict[str, Any]:
+async def _load(control: Control, actor: str, document: Document) -> dict[str, Any]:
     deployment, version = _text(document, DEPLOYMENT), _text(document, "version")
     model, source = document.get("model"), document.get("source")
     if (model is None) == (source is None):
         raise InvalidInput("give either a 'source' or the model file ('model'), not both")
     golden = document.get("golden")
     if model is None:
-        return await lifecycle.load(actor, deployment, version, source, golden, _reason(document))
-    return await lifecycle.upload(
+        return await control.lifecycle.load(
+            actor, deployment, version, source, golden, _reason(document)
+        )
+    return await control.lifecycle.upload(
         actor, deployment, version, _model_bytes(model), golden, _reason(document)
     )
 
@@ -82,26 +94,30 @@ def _model_bytes(model: Any) -> bytes:
     raise InvalidInput("'model' must be the ONNX file in base64")
 
 
-async def _unload(lifecycle: Lifecycle, actor: str, document: Document) -> dict[str, Any]:
-    return await lifecycle.unload(
+async def _unload(control: Control, actor: str, document: Document) -> dict[str, Any]:
+    return await control.lifecycle.unload(
         actor, _text(document, DEPLOYMENT), _text(document, "version"), _reason(document)
     )
 
 
-async def _warm_up(lifecycle: Lifecycle, actor: str, document: Document) -> dict[str, Any]:
-    return await lifecycle.warm(actor, _text(document, DEPLOYMENT), _text(document, "version"))
+async def _warm_up(control: Control, actor: str, document: Document) -> dict[str, Any]:
+    return await control.lifecycle.warm(
+        actor, _text(document, DEPLOYMENT), _text(document, "version")
+    )
 
 
-async def _traffic(lifecycle: Lifecycle, actor: str, document: Document) -> dict[str, Any]:
+async def _traffic(control: Control, actor: str, document: Document) -> dict[str, Any]:
     policy = {k: v for k, v in document.items() if k not in (DEPLOYMENT, "reason")}
-    return await lifecycle.set_policy(actor, _text(document, DEPLOYMENT), policy, _reason(document))
+    return await control.lifecycle.set_policy(
+        actor, _text(document, DEPLOYMENT), policy, _reason(document)
+    )
 
 
-async def _shadow(lifecycle: Lifecycle, actor: str, document: Document) -> dict[str, Any]:
+async def _shadow(control: Control, actor: str, document: Document) -> dict[str, Any]:
     enabled = document.get("enabled", False)
     if not isinstance(enabled, bool):
         raise InvalidInput("'enabled' must be true or false")
-    return await lifecycle.set_shadow(
+    return await control.lifecycle.set_shadow(
         actor,
         _text(document, DEPLOYMENT),
         _text(document, "version"),
@@ -110,30 +126,55 @@ async def _shadow(lifecycle: Lifecycle, actor: str, document: Document) -> dict[
     )
 
 
-async def _rollback(lifecycle: Lifecycle, actor: str, document: Document) -> dict[str, Any]:
-    return await lifecycle.rollback(actor, _text(document, DEPLOYMENT), _reason(document))
+async def _rollback(control: Control, actor: str, document: Document) -> dict[str, Any]:
+    return await control.lifecycle.rollback(actor, _text(document, DEPLOYMENT), _reason(document))
 
 
-async def _start_canary(lifecycle: Lifecycle, actor: str, document: Document) -> dict[str, Any]:
+async def _start_canary(control: Control, actor: str, document: Document) -> dict[str, Any]:
     plan = document.get("plan") or {}
     if not isinstance(plan, Mapping):
         raise InvalidInput("'plan' must be an object")
-    return await lifecycle.start_canary(
+    return await control.lifecycle.start_canary(
         actor, _text(document, DEPLOYMENT), _text(document, "version"), plan, _reason(document)
     )
 
 
 def _steer(verb: str) -> Run:
-    async def steer(lifecycle: Lifecycle, actor: str, document: Document) -> dict[str, Any]:
-        return await lifecycle.steer_canary(
+    async def steer(control: Control, actor: str, document: Document) -> dict[str, Any]:
+        return await control.lifecycle.steer_canary(
             actor, _text(document, DEPLOYMENT), verb, _reason(document)
         )
 
     return steer
 
 
+async def _importance(control: Control, actor: str, document: Document) -> dict[str, Any]:
+    importance = Importance.parse(document.get("importance"))
+    return await control.lifecycle.set_importance(
+        actor, _text(document, DEPLOYMENT), importance, _reason(document)
+    )
+
+
+async def _changes(control: Control, actor: str, document: Document) -> dict[str, Any]:
+    return {"changes": [change.to_dict() for change in control.changes()]}
+
+
+def _decide(approve: bool) -> Run:
+    async def decide(control: Control, actor: str, document: Document) -> dict[str, Any]:
+        change_id = _text(document, "id")
+        change = await control.decide_change(actor, change_id, approve, _reason(document))
+        if change.state is ChangeState.APPROVED:
+            call = CALLS_BY_RPC[change.operation]
+            await control.apply_change(change, call.run(control, change.requester, change.document))
+            change = control.change(change_id)
+        return change.to_dict()
+
+    return decide
+
+
 _ONE = "/deployments/{deployment}"
 _VERSION = _ONE + "/versions/{version}"
+_CHANGE = "/changes/{id}"
 
 CALLS: tuple[AdminCall, ...] = (
     AdminCall("ListDeployments", "GET", "/deployments", "read", "ListDeploymentsResponse", _list),
@@ -142,10 +183,15 @@ CALLS: tuple[AdminCall, ...] = (
     AdminCall("LoadVersion", "POST", _ONE + "/versions", "load", "Deployment", _load),
     AdminCall("UnloadVersion", "DELETE", _VERSION, "unload", "Deployment", _unload),
     AdminCall("WarmUpVersion", "POST", _VERSION + "/warmup", "load", "WarmUpResponse", _warm_up),
-    AdminCall("SetTraffic", "PUT", _ONE + "/traffic", "traffic", "Deployment", _traffic),
+    AdminCall("SetTraffic", "PUT", _ONE + "/traffic", "traffic", "Deployment", _traffic, True),
     AdminCall("SetShadow", "POST", _ONE + "/shadow", "traffic", "Deployment", _shadow),
     AdminCall("Rollback", "POST", _ONE + "/rollback", "rollback", "Deployment", _rollback),
-    AdminCall("StartCanary", "POST", _ONE + "/canary", "rollout", "Deployment", _start_canary),
+    AdminCall(
+        "SetImportance", "PUT", _ONE + "/importance", "traffic", "Deployment", _importance, True
+    ),
+    AdminCall(
+        "StartCanary", "POST", _ONE + "/canary", "rollout", "Deployment", _start_canary, True
+    ),
     *(
         AdminCall(
             f"{verb.title()}Canary",
@@ -154,7 +200,25 @@ CALLS: tuple[AdminCall, ...] = (
             "rollout",
             "Deployment",
             _steer(verb),
+            verb == "promote",
         )
         for verb in ("pause", "resume", "promote", "abort")
     ),
+    AdminCall("ListChanges", "GET", "/changes", "read", "ListChangesResponse", _changes),
+    AdminCall("ApproveChange", "POST", _CHANGE + "/approve", "approve", "Change", _decide(True)),
+    AdminCall("RejectChange", "POST", _CHANGE + "/reject", "approve", "Change", _decide(False)),
 )
+CALLS_BY_RPC = {call.rpc: call for call in CALLS}
+
+
+async def dispatch(
+    control: Control, call: AdminCall, actor: str, document: Document
+) -> tuple[dict[str, Any], bool]:
+    """Run one admin call, or, when it needs a second person's approval, file it as a change
+    request; the answer and whether it is pending."""
+    if call.needs_approval:
+        deployment = control.lifecycle.registry.deployment(_text(document, DEPLOYMENT))
+        if deployment.importance.needs_approval:
+            change = await control.request_change(deployment.name, call.rpc, document, actor)
+            return {**deployment.describe(), "pending_change": change.to_dict()}, True
+    return await call.run(control, actor, document), False

@@ -19,6 +19,7 @@ from gateway.errors import GatewayError
 from gateway.lifecycle.breaker import BreakerConfig
 
 RECORD_CAPTURES = ("none", "digest", "full", "sampled")  # see governance/predictions.py
+IMPORTANCES = ("low", "moderate", "high", "critical")  # see governance/approvals.py
 
 
 class ConfigError(ValueError):
@@ -40,6 +41,8 @@ class ModelConfig:
     record_capture: str = "digest"  # prediction records keep: none | digest | full | sampled
     record_sample_percent: float = 1.0  # with record_capture = sampled: share kept in full
     record_durable: bool = False  # answer only once the prediction record is on disk
+    # low | moderate | high | critical; high and critical changes need a second person
+    importance: str = "moderate"
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_queue_delay_us", "warmup_samples"):
@@ -50,6 +53,8 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be >= 1")
         if self.record_capture not in RECORD_CAPTURES:
             raise ConfigError(f"record_capture must be one of {', '.join(RECORD_CAPTURES)}")
+        if self.importance not in IMPORTANCES:
+            raise ConfigError(f"importance must be one of {', '.join(IMPORTANCES)}")
         if not 0.0 <= self.record_sample_percent <= 100.0:
             raise ConfigError("record_sample_percent must lie in [0, 100]")
         for tensor, shape in self.shapes.items():
@@ -130,6 +135,7 @@ class ServerConfig:
     journal: JournalConfig = field(default_factory=JournalConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     model_defaults: ModelConfig = field(default_factory=ModelConfig)
+    change_ttl_s: float = 3600.0  # how long a change request waits for its approval
     # `[breaker]`: when a version is ejected from routing (lifecycle/breaker.py BreakerConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
 

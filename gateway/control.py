@@ -11,11 +11,24 @@ whose records `replay_lifecycle` applies once the repository is loaded.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.errors import GatewayError, InvalidInput
+from gateway.governance.approvals import (
+    CHANGE_APPROVED,
+    CHANGE_EXPIRED,
+    CHANGE_REJECTED,
+    CHANGE_REQUESTED,
+    DEFAULT_TTL_S,
+    ChangeRequest,
+    ChangeRequests,
+    ChangeState,
+)
 from gateway.governance.identity import TOKEN_CREATED, TOKEN_REVOKED, TokenInfo, TokenStore
 from gateway.governance.ledger import ADMIN, Ledger
 from gateway.governance.rbac import Role
@@ -25,6 +38,17 @@ from gateway.lifecycle.registry import Registry
 from gateway.lifecycle.sources import Sources
 
 SECRET_HASH = "secret_sha256"  # payload key of token records: what `replay` restores from
+_CHANGE_RECORDS = (CHANGE_REQUESTED, CHANGE_APPROVED, CHANGE_REJECTED, CHANGE_EXPIRED)
+_DECISION_KIND = {
+    ChangeState.APPROVED: CHANGE_APPROVED,
+    ChangeState.REJECTED: CHANGE_REJECTED,
+    ChangeState.EXPIRED: CHANGE_EXPIRED,
+}
+# Added to every admin record journaled while an approved change applies: which change, and
+# who approved it.
+_APPROVAL: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "approval", default=None
+)
 
 
 class Control:
@@ -38,9 +62,11 @@ class Control:
         registry: Registry | None = None,
         sources: Sources | None = None,
         breaker: BreakerConfig | None = None,
+        change_ttl_s: float = DEFAULT_TTL_S,
     ) -> None:
         self._tokens = tokens
         self._ledger = ledger
+        self._changes = ChangeRequests(change_ttl_s)
         self._lifecycle = None
         if registry is not None and sources is not None:
             self._lifecycle = Lifecycle(registry, sources, self._journal, breaker)
@@ -52,8 +78,57 @@ class Control:
         return self._lifecycle
 
     async def _journal(self, kind: str, actor: str, payload: dict[str, Any]) -> None:
+        approval = _APPROVAL.get()
+        if approval is not None:
+            payload = {**payload, **approval}
         if self._ledger is not None:
             await self._ledger.journal.append(ADMIN, kind, actor, payload, durable=True)
+
+    # ---- four-eyes approvals ----------------------------------------------------------------
+
+    def changes(self) -> list[ChangeRequest]:
+        return self._changes.list(time.time())
+
+    def change(self, change_id: str) -> ChangeRequest:
+        return self._changes.get(change_id)
+
+    async def request_change(
+        self, deployment: str, operation: str, document: Any, actor: str
+    ) -> ChangeRequest:
+        change = self._changes.create(deployment, operation, document, actor, time.time())
+        await self._journal(CHANGE_REQUESTED, actor, change.to_dict())
+        self._changes.put(change)
+        return change
+
+    async def decide_change(
+        self, actor: str, change_id: str, approve: bool, reason: str
+    ) -> ChangeRequest:
+        """Approve or reject a pending change (journaled; a refusal too). Raises
+        ChangeNotFound, SelfApproval, InvalidInput (not pending, or expired just now)."""
+        kind = CHANGE_APPROVED if approve else CHANGE_REJECTED
+        try:
+            decided = self._changes.decide(change_id, actor, approve, reason, time.time())
+        except GatewayError as error:
+            payload = {"id": change_id, "error": error.message}
+            await self._journal(kind + ".failed", actor, payload)
+            raise
+        await self._journal(_DECISION_KIND[decided.state], actor, decided.to_dict())
+        self._changes.put(decided)
+        if decided.state is ChangeState.EXPIRED:
+            raise InvalidInput(f"change request '{change_id}' expired")
+        return decided
+
+    async def apply_change(self, change: ChangeRequest, operation: Awaitable[Any]) -> None:
+        """Run an approved change's operation as its requester asked, its records marked with
+        the change and the approver. A failure is kept on the change and raised."""
+        token = _APPROVAL.set({"change": change.id, "approved_by": change.decided_by})
+        try:
+            await operation
+        except GatewayError as error:
+            self._changes.put(dataclasses.replace(change, error=error.message))
+            raise
+        finally:
+            _APPROVAL.reset(token)
 
     async def _admin_records(self) -> list[Any]:
         if self._ledger is None:
@@ -110,7 +185,11 @@ class Control:
         the number applied."""
         applied = 0
         for record in await self._admin_records():
-            applied += await self.lifecycle.replay(record.kind, record.actor, record.payload)
+            if record.kind in _CHANGE_RECORDS:
+                self._changes.put(ChangeRequest.from_dict(record.payload))
+                applied += 1
+            else:
+                applied += await self.lifecycle.replay(record.kind, record.actor, record.payload)
         return applied
 
 

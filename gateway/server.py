@@ -48,7 +48,9 @@ async def serve(config: ServerConfig) -> None:
         tokens = TokenStore(config.tokens_path)
         service = InferenceService(config, ledger)
         where = Sources(Path(config.repository), config.uploads_path, config.model_defaults)
-        control = Control(tokens, ledger, service.registry, where, config.breaker)
+        control = Control(
+            tokens, ledger, service.registry, where, config.breaker, config.change_ttl_s
+        )
         replayed = await control.replay_tokens()
         if replayed:
             logger.warning("the token file was behind the journal: %d changes restored", replayed)

@@ -129,18 +129,22 @@ class Version(_message.Message):
     def __init__(self, version: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., source: _Optional[_Union[Source, _Mapping]] = ..., inflight: _Optional[int] = ..., breaker: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., shadow: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., content_hash: _Optional[str] = ..., profile_id: _Optional[str] = ..., platform: _Optional[str] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("name", "policy", "production", "versions", "rollout")
+    __slots__ = ("name", "policy", "production", "versions", "rollout", "importance", "pending_change")
     NAME_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     PRODUCTION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_CHANGE_FIELD_NUMBER: _ClassVar[int]
     name: str
     policy: TrafficPolicy
     production: str
     versions: _containers.RepeatedCompositeFieldContainer[Version]
     rollout: _struct_pb2.Struct
-    def __init__(self, name: _Optional[str] = ..., policy: _Optional[_Union[TrafficPolicy, _Mapping]] = ..., production: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[Version, _Mapping]]] = ..., rollout: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    importance: str
+    pending_change: Change
+    def __init__(self, name: _Optional[str] = ..., policy: _Optional[_Union[TrafficPolicy, _Mapping]] = ..., production: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[Version, _Mapping]]] = ..., rollout: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., importance: _Optional[str] = ..., pending_change: _Optional[_Union[Change, _Mapping]] = ...) -> None: ...
 
 class ListDeploymentsRequest(_message.Message):
     __slots__ = ()
@@ -294,3 +298,57 @@ class StartCanaryRequest(_message.Message):
     plan: RolloutPlan
     reason: str
     def __init__(self, deployment: _Optional[str] = ..., version: _Optional[str] = ..., plan: _Optional[_Union[RolloutPlan, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Change(_message.Message):
+    __slots__ = ("id", "deployment", "operation", "document", "requester", "created_s", "expires_s", "state", "decided_by", "reason", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_S_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_S_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    deployment: str
+    operation: str
+    document: _struct_pb2.Struct
+    requester: str
+    created_s: float
+    expires_s: float
+    state: str
+    decided_by: str
+    reason: str
+    error: str
+    def __init__(self, id: _Optional[str] = ..., deployment: _Optional[str] = ..., operation: _Optional[str] = ..., document: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., requester: _Optional[str] = ..., created_s: _Optional[float] = ..., expires_s: _Optional[float] = ..., state: _Optional[str] = ..., decided_by: _Optional[str] = ..., reason: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class SetImportanceRequest(_message.Message):
+    __slots__ = ("deployment", "importance", "reason")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    importance: str
+    reason: str
+    def __init__(self, deployment: _Optional[str] = ..., importance: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListChangesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListChangesResponse(_message.Message):
+    __slots__ = ("changes",)
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[Change]
+    def __init__(self, changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ...) -> None: ...
+
+class ChangeDecision(_message.Message):
+    __slots__ = ("id", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...

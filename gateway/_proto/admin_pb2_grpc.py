@@ -124,6 +124,26 @@ class AdminStub:
                 request_serializer=gateway_dot___proto_dot_admin__pb2.ChangeRequest.SerializeToString,
                 response_deserializer=gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
                 _registered_method=True)
+        self.SetImportance = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/SetImportance',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.SetImportanceRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+                _registered_method=True)
+        self.ListChanges = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/ListChanges',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.ListChangesRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.ListChangesResponse.FromString,
+                _registered_method=True)
+        self.ApproveChange = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/ApproveChange',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.ChangeDecision.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Change.FromString,
+                _registered_method=True)
+        self.RejectChange = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/RejectChange',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.ChangeDecision.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Change.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -243,6 +263,34 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetImportance(self, request, context):
+        """LOW, MODERATE, HIGH or CRITICAL. On HIGH and CRITICAL deployments SetTraffic,
+        SetImportance, StartCanary and PromoteCanary do not apply at once: the answer's
+        `pending_change` is a change request that another principal with the approver role
+        must approve (ApproveChange) before it expires. Rollback applies at once (break-glass).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListChanges(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveChange(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectChange(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -335,6 +383,26 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.AbortCanary,
                     request_deserializer=gateway_dot___proto_dot_admin__pb2.ChangeRequest.FromString,
                     response_serializer=gateway_dot___proto_dot_admin__pb2.Deployment.SerializeToString,
+            ),
+            'SetImportance': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetImportance,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.SetImportanceRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Deployment.SerializeToString,
+            ),
+            'ListChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChanges,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.ListChangesRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.ListChangesResponse.SerializeToString,
+            ),
+            'ApproveChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveChange,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.ChangeDecision.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Change.SerializeToString,
+            ),
+            'RejectChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectChange,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.ChangeDecision.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Change.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -823,6 +891,114 @@ class Admin:
             '/modelgate.admin.v1.Admin/AbortCanary',
             gateway_dot___proto_dot_admin__pb2.ChangeRequest.SerializeToString,
             gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetImportance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/SetImportance',
+            gateway_dot___proto_dot_admin__pb2.SetImportanceRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Deployment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/ListChanges',
+            gateway_dot___proto_dot_admin__pb2.ListChangesRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.ListChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/ApproveChange',
+            gateway_dot___proto_dot_admin__pb2.ChangeDecision.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Change.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/RejectChange',
+            gateway_dot___proto_dot_admin__pb2.ChangeDecision.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Change.FromString,
             options,
             channel_credentials,
             insecure,

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from gateway.errors import GatewayError, InvalidInput
+from gateway.governance.approvals import Importance
 from gateway.lifecycle import rollout
 from gateway.lifecycle.breaker import BreakerConfig, CircuitBreaker
 from gateway.lifecycle.registry import Deployment, Registry, VersionEntry, VersionState
@@ -47,6 +48,7 @@ VERSION_LOADED = "version.loaded"
 VERSION_UNLOADED = "version.unloaded"
 VERSION_WARMED = "version.warmed"
 POLICY_SET = "policy.set"  # traffic, shadow, rollback and canary steps alike: payload["operation"]
+IMPORTANCE_SET = "importance.set"
 FAILED = ".failed"  # suffix: the operation's kind + FAILED
 
 STARTUP = "startup"  # the actor of what the gateway does by itself at start
@@ -96,7 +98,8 @@ class Lifecycle:
                 "version": version_source.version,
             }
             entry = self._entry(version_source.model, version_source.version, source)
-            self.registry.add(entry)
+            deployment = self.registry.add(entry)
+            deployment.importance = Importance.parse(version_source.config.importance)
             if version_source.problem:
                 self._fail(entry, version_source.problem)
                 continue
@@ -343,13 +346,31 @@ class Lifecycle:
         """Restore the policy before the current one."""
         async with self._lock:
             deployment = self.registry.deployment(deployment_name)
+            # no approval needed, but flagged where one would have been
+            extra = {"break_glass": True} if deployment.importance.needs_approval else None
             if len(deployment.history) < 2:
                 error = InvalidInput(f"'{deployment_name}' has no earlier policy to roll back to")
                 payload = {"deployment": deployment_name, "operation": "rollback"}
                 await self._failed(POLICY_SET, actor, payload, error)
                 raise error
             previous = deployment.history[-2].policy
-            return await self._set_policy(actor, deployment_name, previous, reason, "rollback")
+            return await self._set_policy(
+                actor, deployment_name, previous, reason, "rollback", extra
+            )
+
+    async def set_importance(
+        self, actor: str, deployment_name: str, importance: Importance, reason: str = ""
+    ) -> dict[str, Any]:
+        async with self._lock:
+            deployment = self.registry.deployment(deployment_name)
+            payload = {
+                "deployment": deployment_name,
+                "importance": importance.value,
+                "reason": reason,
+            }
+            await self._journal(IMPORTANCE_SET, actor, payload)
+            deployment.importance = importance
+            return deployment.describe()
 
     # ---- canary --------------------------------------------------------------------------
 
@@ -481,7 +502,7 @@ class Lifecycle:
         that cannot be applied now (a remote server down, a file gone) is logged, leaves what
         it concerns as it is (a version UNAVAILABLE with the reason) and does not stop the
         start."""
-        if kind not in (VERSION_LOADED, VERSION_UNLOADED, POLICY_SET):
+        if kind not in (VERSION_LOADED, VERSION_UNLOADED, POLICY_SET, IMPORTANCE_SET):
             return False
         try:
             await self._replay(kind, actor, payload)
@@ -506,6 +527,9 @@ class Lifecycle:
         elif kind == VERSION_UNLOADED:
             entry = self.registry.deployment(payload["deployment"]).entry(payload["version"])
             await self._apply_unloaded(entry)
+        elif kind == IMPORTANCE_SET:
+            deployment = self.registry.deployment(payload["deployment"])
+            deployment.importance = Importance.parse(payload["importance"])
         else:
             deployment = self.registry.deployment(payload["deployment"])
             policy = TrafficPolicy.from_dict(payload["policy"])

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.errors import InvalidInput, ModelNotFound, ModelNotReady
+from gateway.governance.approvals import Importance
 from gateway.lifecycle.breaker import CircuitBreaker
 from gateway.lifecycle.outcomes import Outcomes
 from gateway.lifecycle.rollout import RolloutStatus
@@ -103,6 +104,7 @@ class PolicyChange:
 class Deployment:
     name: str
     versions: dict[str, VersionEntry] = field(default_factory=dict)
+    importance: Importance = Importance.MODERATE
     history: list[PolicyChange] = field(default_factory=list)
     rollout: RolloutStatus | None = None
     rollout_base: TrafficPolicy | None = None  # the policy the rollout started from
@@ -179,6 +181,7 @@ class Deployment:
             "name": self.name,
             "policy": policy.to_dict() if policy else None,
             "production": policy.production if policy else None,
+            "importance": self.importance.value,
             "versions": [
                 v.describe()
                 for v in sorted(self.versions.values(), key=lambda v: _version_order(v.version))

@@ -24,7 +24,7 @@ from gateway._proto import admin_pb2 as admin_pb
 from gateway._proto import admin_pb2_grpc as admin_pb_grpc
 from gateway._proto import inference_pb2 as pb
 from gateway._proto import inference_pb2_grpc as pb_grpc
-from gateway.admin import CALLS, DEPLOYMENT, AdminCall
+from gateway.admin import CALLS_BY_RPC, DEPLOYMENT, AdminCall, dispatch
 from gateway.codecs import grpc as codec
 from gateway.control import Control
 from gateway.errors import ErrorKind, GatewayError
@@ -125,8 +125,8 @@ ADMIN_OPERATIONS: Operations = {
     "ListTokens": ("token.list", None),
     "RevokeToken": ("token.revoke", None),
     **{
-        call.rpc: (call.operation, DEPLOYMENT if call.rpc != "ListDeployments" else None)
-        for call in CALLS
+        call.rpc: (call.operation, DEPLOYMENT if call.concerns_deployment else None)
+        for call in CALLS_BY_RPC.values()
     },
 }
 
@@ -165,7 +165,7 @@ class AdminServicer:
     def __getattr__(self, name: str) -> Any:
         """The deployment calls (gateway/admin.py), each the request as a dict in, the
         response message out."""
-        call = _CALLS_BY_RPC.get(name)
+        call = CALLS_BY_RPC.get(name)
         if call is None:
             raise AttributeError(name)
         return self._deployment_call(call)
@@ -175,14 +175,11 @@ class AdminServicer:
 
         async def method(request: Any, context: Any) -> Any:
             document = json_format.MessageToDict(request, preserving_proto_field_name=True)
-            lifecycle = self._control.lifecycle
-            result = await call.run(lifecycle, PRINCIPAL.get().actor, document)
+            actor = PRINCIPAL.get().actor
+            result, _ = await dispatch(self._control, call, actor, document)
             return codec.from_dict(response_type, result)
 
         return method
-
-
-_CALLS_BY_RPC = {call.rpc: call for call in CALLS}
 
 
 def _token(info: TokenInfo) -> admin_pb.Token:

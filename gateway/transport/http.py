@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway import access_log
-from gateway.admin import CALLS, DEPLOYMENT, AdminCall
+from gateway.admin import CALLS, DEPLOYMENT, AdminCall, dispatch
 from gateway.codecs import rest
 from gateway.control import Control
 from gateway.errors import ErrorKind, GatewayError, InvalidInput
@@ -232,8 +232,9 @@ class _Routes:
             else:
                 document = rest.decode_object(body) if body.strip() else {}
             document.update(request.match_info)
-            lifecycle = self._control.lifecycle
-            return _json(await call.run(lifecycle, PRINCIPAL.get().actor, document))
+            actor = PRINCIPAL.get().actor
+            result, pending = await dispatch(self._control, call, actor, document)
+            return _json(result, 202 if pending else 200)
 
         return handle
 
