@@ -35,6 +35,10 @@ import numpy as np
 import onnx_models
 import onnxruntime as ort
 import pytest
+import triton_server
+from gateway.bench.mlserver import MlserverSetupError, default_cache_dir, ensure_venv, mlserver_spec
+from gateway.bench.model import ModelSpec
+from gateway.bench.peers import PeerError, RunningServer
 
 ROOT = Path(__file__).resolve().parent.parent
 CREDIT_RISK = ROOT / "examples" / "models" / "credit_risk"
@@ -371,3 +375,74 @@ def http_request(
     except urllib.error.HTTPError as error:
         with error:
             return HttpAnswer(error.code, dict(error.headers), error.read())
+
+
+# ---- remote V2 servers: a real tritonserver and a real MLServer ------------------------------
+
+# What the remote servers serve as "credit_risk": the example's version 2.
+REMOTE_CREDIT_RISK = CREDIT_RISK / "2" / "model.onnx"
+SLEEPING_S = 0.5  # how long the `sleeping` Triton model takes per execute
+MLSERVER_READY_TIMEOUT_S = 60.0
+
+
+def write_triton_repository(root: Path) -> Path:
+    """The session tritonserver's models:
+    credit_risk          REMOTE_CREDIT_RISK with max_batch_size 0: metadata exactly the .onnx's
+    credit_risk_batched  the same with max_batch_size 64 and dynamic batching (label: [-1, 1])
+    failing              raises in every execute
+    identity_bytes       BYTES [-1, -1] answered as it came
+    sleeping             sleeps SLEEPING_S, then answers FP32 [-1] as it came"""
+    triton_server.add_onnx_model(root, "credit_risk", REMOTE_CREDIT_RISK, max_batch_size=0)
+    triton_server.add_onnx_model(
+        root, "credit_risk_batched", REMOTE_CREDIT_RISK, max_batch_size=64, dynamic_batching=True
+    )
+    triton_server.add_failing_model(root, "failing")
+    triton_server.add_identity_model(root, "identity_bytes", "BYTES")
+    triton_server.add_sleeping_model(root, "sleeping", SLEEPING_S)
+    return root
+
+
+@pytest.fixture(scope="session")
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[triton_server.TritonServer]:
+    """One tritonserver for the session (write_triton_repository's models); tests that stop or
+    kill a server start one of their own."""
+    triton_server.require_tritonserver()
+    root = write_triton_repository(tmp_path_factory.mktemp("triton-repository"))
+    with triton_server.TritonServer(root) as server:
+        yield server
+
+
+def mlserver_cache_dir() -> Path:
+    """Where the MLServer venv is kept for the tests: inside our own venv, so that `make clean`
+    removes it and a fresh clone builds it once (about 25 s and 400 MB with PyPI at hand)."""
+    if sys.prefix != sys.base_prefix:
+        return Path(sys.prefix) / "modelgate-mlserver"
+    return default_cache_dir()
+
+
+@pytest.fixture(scope="session")
+def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A real MLServer (the bench's peer: its own venv, our ONNX runtime module) serving
+    REMOTE_CREDIT_RISK as credit_risk on 127.0.0.1."""
+    try:
+        venv = ensure_venv(mlserver_cache_dir())
+    except MlserverSetupError as error:
+        pytest.fail(f"cannot install MLServer: {error}")
+    root = tmp_path_factory.mktemp("mlserver")
+    model = ModelSpec.from_onnx(REMOTE_CREDIT_RISK, "credit_risk")
+    spec = mlserver_spec(venv, root, model, REMOTE_CREDIT_RISK)
+    running = RunningServer(
+        spec,
+        cores=None,
+        ready_path="/v2/models/credit_risk/ready",
+        log_dir=root,
+        ready_timeout_s=MLSERVER_READY_TIMEOUT_S,
+    )
+    try:
+        running.__enter__()
+    except PeerError as error:
+        pytest.fail(str(error))
+    try:
+        yield running
+    finally:
+        running.__exit__(None, None, None)
