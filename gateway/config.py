@@ -136,6 +136,7 @@ class ServerConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     model_defaults: ModelConfig = field(default_factory=ModelConfig)
     change_ttl_s: float = 3600.0  # how long a change request waits for its approval
+    health_interval_s: float = 2.0  # remote versions' health checks, which feed their breakers
     # `[breaker]`: when a version is ejected from routing (lifecycle/breaker.py BreakerConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
@@ -151,6 +152,8 @@ class ServerConfig:
         for name in ("http_port", "grpc_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(f"{name} must be a port number")
+        if self.health_interval_s <= 0 or self.change_ttl_s <= 0:
+            raise ConfigError("health_interval_s and change_ttl_s must be > 0")
         if self.max_request_bytes < 1:
             raise ConfigError("max_request_bytes must be >= 1")
         if self.log_level.upper() not in logging.getLevelNamesMapping():

@@ -103,6 +103,7 @@ async def _serve(
         if replayed:
             logger.info("control state: %d admin records replayed", replayed)
         service.loaded = True
+        control.lifecycle.watch_health(config.health_interval_s)
         # Everything allocated so far (modules, sessions, tables) lives as long as the process:
         # keep it out of the collector's full passes, which otherwise scan it all (~13 ms here)
         # several times a second under load and show up as the p99.

@@ -23,7 +23,7 @@ from typing import Any
 from gateway.errors import GatewayError, InvalidInput
 from gateway.governance.approvals import Importance
 from gateway.lifecycle import rollout
-from gateway.lifecycle.breaker import BreakerConfig, CircuitBreaker
+from gateway.lifecycle.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from gateway.lifecycle.registry import Deployment, Registry, VersionEntry, VersionState
 from gateway.lifecycle.rollout import Hold, Promote, Rollback, RolloutPlan, RolloutStatus, SetWeight
 from gateway.lifecycle.router import TrafficPolicy
@@ -69,15 +69,38 @@ class Lifecycle:
         self._breaker = breaker or BreakerConfig()
         self._lock = asyncio.Lock()
         self._drivers: dict[str, asyncio.Task[None]] = {}  # deployment -> its rollout's task
+        self._watcher: asyncio.Task[None] | None = None
 
     def _entry(self, deployment: str, version: str, source: dict[str, Any]) -> VersionEntry:
         return VersionEntry(deployment, version, source, breaker=CircuitBreaker(self._breaker))
 
     async def close(self) -> None:
-        """Stop the rollout controllers (their state is in the journal)."""
-        for task in self._drivers.values():
+        """Stop the rollout controllers (their state is in the journal) and the health checks."""
+        tasks = [*self._drivers.values(), *([self._watcher] if self._watcher else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._drivers.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def watch_health(self, interval_s: float) -> None:
+        """Check remote versions' health every `interval_s` and feed their breakers: a failed
+        check counts as a failed request, and an ejected version is re-admitted (or ejected
+        for longer) by a check rather than by a client's request."""
+        self._watcher = asyncio.get_running_loop().create_task(self._check_health(interval_s))
+
+    async def _check_health(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)  # a period, not a synchronization
+            for entry in self.registry.entries():
+                loaded = entry.loaded
+                health = getattr(loaded.runner, "health", None) if loaded else None
+                if entry.state is not VersionState.READY or health is None:
+                    continue
+                healthy = await health()
+                if entry.breaker.state is BreakerState.CLOSED:
+                    if not healthy:
+                        entry.breaker.record_failure()
+                else:
+                    entry.breaker.record_probe(healthy)
 
     async def _failed(
         self, kind: str, actor: str, payload: Mapping[str, Any], error: GatewayError
