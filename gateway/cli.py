@@ -1,6 +1,6 @@
-"""`modelgate`: serve models, check and prove the journal, manage API tokens, benchmark.
-A thin shell over gateway.server, gateway.governance and gateway.bench; only this module prints
-or exits."""
+"""`modelgate`: serve models, operate deployments, check and prove the journal, manage API
+tokens, benchmark. A thin shell over gateway.server, gateway.admin_cli, gateway.governance and
+gateway.bench; only the CLI modules (this one and admin_cli) print or exit."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import orjson
 
+from gateway import admin_cli
 from gateway.config import ConfigError, ServerConfig, load_server_config
 from gateway.control import Control
 from gateway.errors import GatewayError
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _journal_parser(commands)
     _token_parser(commands)
+    admin_cli.add_parser(commands)
     commands.add_parser(
         "bench",
         help="load generator and peer comparison (see `modelgate bench --help`)",
@@ -259,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command == "admin":
+        return admin_cli.main(args)
     offline = {"token": lambda: asyncio.run(_token(args)), "journal": lambda: _journal(args)}
     if args.command in offline:
         try:
