@@ -33,6 +33,7 @@ class ModelConfig:
     max_batch_size: int = 64  # rows per ONNX Runtime run; 0 turns dynamic batching off
     max_queue_delay_us: int = 0  # how long a request may wait for others to join its batch
     instances: int = 1  # runs of one version that may execute at once (worker threads)
+    timeout_ms: int = 0  # a request not answered in this time fails over (0: no limit)
     intra_op_threads: int = 1  # ONNX Runtime threads inside one operator
     inter_op_threads: int = 1  # ONNX Runtime threads across operators
     warmup_file: str = ""  # JSON of sample inputs ({input: rows}), relative to the model folder
@@ -45,7 +46,7 @@ class ModelConfig:
     importance: str = "moderate"
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_queue_delay_us", "warmup_samples"):
+        for name in ("max_batch_size", "max_queue_delay_us", "warmup_samples", "timeout_ms"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
         for name in ("instances", "intra_op_threads", "inter_op_threads"):

@@ -7,6 +7,7 @@ pays nothing for Prometheus.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import cast
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -18,6 +19,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway.governance.journal import JournalStats
+from gateway.lifecycle.registry import Deployment
 from gateway.statistics import LATENCY_BUCKETS, Duration, VersionStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -130,13 +132,59 @@ class JournalCollector(Collector):
         yield heads
 
 
+class LifecycleCollector(Collector):
+    """Per deployment and version: traffic share, breaker, shadow copies and their agreement."""
+
+    def __init__(self, source: Callable[[], Iterable[Deployment]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["deployment", "version"]
+        share = GaugeMetricFamily(
+            "modelgate_traffic_share", "Share of the deployment's requests (policy)", labels=labels
+        )
+        ejected = GaugeMetricFamily(
+            "modelgate_breaker_open", "1 while the version's breaker keeps it out", labels=labels
+        )
+        ejections = CounterMetricFamily(
+            "modelgate_breaker_ejections", "Times the breaker opened", labels=labels
+        )
+        shadow = {
+            field: CounterMetricFamily(f"modelgate_shadow_{field}", doc, labels=labels)
+            for field, doc in (
+                ("copies", "Shadow copies sent to the version"),
+                ("dropped", "Shadow copies dropped: too many in flight"),
+                ("failed", "Shadow copies that failed"),
+                ("agreed", "Shadow answers that agreed with the primary's"),
+                ("disagreed", "Shadow answers that did not agree with the primary's"),
+            )
+        }
+        for deployment in self._source():
+            policy = deployment.policy
+            for entry in deployment.versions.values():
+                values = [deployment.name, entry.version]
+                if policy is not None:
+                    share.add_metric(values, policy.share(entry.version))
+                breaker = entry.breaker.snapshot()
+                ejected.add_metric(values, 0.0 if breaker["state"] == "closed" else 1.0)
+                ejections.add_metric(values, cast(int, breaker["ejections"]))
+                stats = entry.shadow
+                for field, family in shadow.items():
+                    family.add_metric(values, getattr(stats, field))
+        yield from (share, ejected, ejections, *shadow.values())
+
+
 def make_registry(
-    source: StatsSource, journal: Callable[[], JournalStats] | None = None
+    source: StatsSource,
+    journal: Callable[[], JournalStats] | None = None,
+    deployments: Callable[[], Iterable[Deployment]] | None = None,
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(source))
     if journal is not None:
         registry.register(JournalCollector(journal))
+    if deployments is not None:
+        registry.register(LifecycleCollector(deployments))
     return registry
 
 

@@ -161,11 +161,19 @@ class InferenceService:
             entry.begin()
             try:
                 feeds = loaded.backend.adapt(checked.feeds)
-                outputs, timing = await loaded.runner.submit(feeds, checked.rows, checked.batch_key)
+                answer = loaded.runner.submit(feeds, checked.rows, checked.batch_key)
+                timeout_ms = loaded.config.timeout_ms
+                if timeout_ms:
+                    # cancelling a queued request drops it from its batch
+                    answer = asyncio.wait_for(answer, timeout_ms / 1000)
+                outputs, timing = await answer
             except BatchError as error:
                 failure = ModelFailure(entry.deployment, entry.version, str(error))
             except BackendUnavailable as error:
                 failure = ModelUnavailable(entry.deployment, entry.version, str(error))
+            except TimeoutError:
+                reason = f"no answer within {loaded.config.timeout_ms} ms"
+                failure = ModelUnavailable(entry.deployment, entry.version, reason)
             else:
                 entry.breaker.record_success()
                 entry.outcomes.record(True, perf_counter_ns() - tried)

@@ -54,11 +54,21 @@ warmup_file = "warmup.json"
 """
 
 
+SLOW_CONFIG = """
+max_batch_size = 64
+max_queue_delay_us = 2000000
+timeout_ms = 50
+warmup_samples = 0
+"""
+
+
 @pytest.fixture(scope="module")
 def lifecycle_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("lifecycle")
     models = root / "models"
     copy_credit_risk(models, config=MODEL_CONFIG)
+    # a model whose requests wait 2 s for a batch, with a 50 ms timeout: each one times out
+    copy_credit_risk(models, "slow", config=SLOW_CONFIG)
     lookalike = root / "lookalike.onnx"
     lookalike.write_bytes(onnx_models.credit_risk_lookalike(FAIL_ABOVE))
     return root
@@ -252,6 +262,10 @@ def test_a_shadow_gets_copies_and_its_agreement_is_recorded(
     agreeing = int(np.sum(labels[0] == labels[1]))
     assert shadow["agreed"] - before["agreed"] == agreeing
     assert shadow["p99_ms"] > 0
+    metrics = http_request("GET", f"{gateway.http_url}/metrics").body.decode()
+    labels = f'{{deployment="{DEPLOYMENT}",version="1"}}'
+    assert f"modelgate_shadow_copies_total{labels} {float(shadow['copies'])}" in metrics
+    assert f"modelgate_shadow_agreed_total{labels} {float(shadow['agreed'])}" in metrics
 
 
 def test_a_failing_shadow_never_fails_the_client(gateway: Server, lifecycle_root: Path) -> None:
@@ -306,6 +320,8 @@ def test_a_failing_version_hands_requests_down_its_fallback_chain(
     # three failures in a row opened version 1's breaker: even good rows go to the fallback
     breaker = version_state(gateway, deployment, "1")["breaker"]
     assert breaker["state"] == "open" and breaker["ejections"] >= 1
+    metrics = http_request("GET", f"{gateway.http_url}/metrics").body.decode()
+    assert f'modelgate_breaker_open{{deployment="{deployment}",version="1"}} 1.0' in metrics
     assert infer(gateway, fine, deployment=deployment)["model_version"] == "2"
     # after the ejection a probe gets through, succeeds and closes the breaker
     wait_for(
@@ -337,6 +353,26 @@ def test_without_a_fallback_the_client_gets_the_failure(
     # the breaker is open now: the answer says the version is unavailable
     answer = http_request("POST", url, body)
     assert answer.status == 503 and "breaker" in answer.json()["error"]
+
+
+def test_a_version_that_times_out_fails_over(gateway: Server, lifecycle_root: Path) -> None:
+    deployment = "timeouts"
+    for version, model in (("1", "slow"), ("2", DEPLOYMENT)):
+        source = {"kind": "repository", "model": model, "version": "2"}
+        body = {"version": version, "source": source}
+        admin(gateway, "POST", f"/deployments/{deployment}/versions", body)
+    set_traffic(gateway, deployment, weights={"1": 1}, fallback=["2"])
+    started = time.monotonic()
+    answer = infer(gateway, np.zeros((1, 20), np.float32), deployment=deployment)
+    elapsed = time.monotonic() - started
+    assert answer["model_version"] == "2" and answer["parameters"]["routing"] == "failover"
+    assert elapsed < 1.0  # the timeout (50 ms), not the batch delay (2 s)
+    pinned = http_request(
+        "POST",
+        f"{gateway.http_url}/v2/models/{deployment}/versions/1/infer",
+        {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 20], "data": [0] * 20}]},
+    )
+    assert pinned.status == 503 and "within 50 ms" in pinned.json()["error"]
 
 
 # ---- hot swaps under load --------------------------------------------------------------------

@@ -142,6 +142,7 @@ class _Routes:
         self._metrics = make_registry(
             lambda: ((v.name, v.version, v.stats) for v in service.registry.loaded()),
             service.journal_stats,
+            lambda: service.registry.deployments.values(),
         )
 
     async def infer(self, request: web.Request) -> web.Response:
