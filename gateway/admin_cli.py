@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from gateway.admin import CALLS, DEPLOYMENT
+from gateway.admin import CALLS, CALLS_BY_RPC, DEPLOYMENT
 from gateway.config import ServerConfig
 
 URL_ENV = "MODELGATE_URL"
@@ -36,7 +36,6 @@ REQUEST_TIMEOUT_S = 600.0
 REFUSED = 2  # exit status of a 4xx answer or bad arguments (argparse's own status)
 FAILED = 1  # exit status of a 5xx answer or an unreachable server
 
-_CALLS = {call.rpc: call for call in CALLS}
 # an operator's verbs on a running rollout: `canary VERB` makes the call at .../canary/VERB
 _STEERING = {
     call.http_path.rpartition("/canary/")[2]: call.rpc
@@ -72,7 +71,7 @@ class Client:
 
     def send(self, request: Request) -> Any:
         """The JSON answer. Raises AdminError: REFUSED for a 4xx, FAILED otherwise."""
-        call = _CALLS[request.rpc]
+        call = CALLS_BY_RPC[request.rpc]
         params = {k: urllib.parse.quote(v, safe="") for k, v in request.params.items()}
         url = f"{self.url.rstrip('/')}/admin{call.http_path.format_map(params)}"
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -444,6 +443,10 @@ def _render_deployment(deployment: Mapping[str, Any]) -> str:
     lines += (
         f"version {v['version']}: {v['reason']}" for v in deployment["versions"] if v["reason"]
     )
+    pending = deployment.get("pending_change")
+    if pending:  # an important deployment: the deployment shown is as it was, before the change
+        change = f"change {pending['id']} ({pending['operation']})"
+        lines.insert(0, f"pending approval: {change}, not applied until approved\n")
     return "\n".join(lines)
 
 

@@ -36,7 +36,7 @@ from conftest import (
 from google.protobuf import json_format
 
 from gateway._proto import admin_pb2, admin_pb2_grpc
-from gateway.admin import CALLS
+from gateway.admin import CALLS_BY_RPC
 from gateway.governance.ledger import ADMIN, iter_records
 from gateway.governance.rbac import DENIED
 from gateway.governance.records import Record
@@ -44,7 +44,6 @@ from gateway.lifecycle.operations import FAILED, POLICY_SET, VERSION_LOADED, VER
 
 HTTP, GRPC = "http", "grpc"
 TRANSPORTS = (HTTP, GRPC)
-CALLS_BY_RPC = {call.rpc: call for call in CALLS}
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["Admin"]
 GRPC_TIMEOUT_S = 30.0
 

@@ -1,6 +1,7 @@
 """`modelgate admin` against a real gateway on 127.0.0.1 (a copy of credit_risk, versions 1, 2).
 
-Each command runs as its own process, as an operator runs it. Exact checks read its --json
+Each command runs as its own process, as an operator runs it (only what needs no gateway, the
+requests that arguments make, is checked in-process). Exact checks read its --json
 output; the human output is checked for what an operator looks for (the version rows, their
 states and shares). A test that changes a deployment works on one of its own, loaded with the
 CLI, so the tests do not depend on each other's order.
@@ -8,6 +9,7 @@ CLI, so the tests do not depend on each other's order.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -31,6 +33,8 @@ from conftest import (
     run_direct,
     start_server,
 )
+
+from gateway import admin_cli
 
 CLI_TIMEOUT_S = 60.0
 
@@ -170,6 +174,21 @@ def test_traffic_then_show_reflects_it(gateway: Server) -> None:
     assert sticky["policy"]["sticky"] is True and sticky["production"] == "2"
 
 
+def test_a_change_waiting_for_approval_says_so(gateway: Server) -> None:
+    load_both(gateway, "important")
+    importance = http_request(
+        "PUT",
+        f"{gateway.http_url}/admin/deployments/important/importance",
+        {"importance": "high"},
+        gateway.admin_headers(),
+    )
+    assert importance.status == 200, importance.body
+    table = ok(gateway, "traffic", "important", "1=50", "2=50")
+    assert table.startswith("pending approval: change ")
+    assert "(SetTraffic), not applied until approved" in table.splitlines()[0]
+    assert row(table, "policy").split() == ["policy", "1=100"]  # as it was
+
+
 def test_load_from_the_repository_and_from_files(gateway: Server, tmp_path: Path) -> None:
     models = gateway.repository / "credit_risk"
     # copied after the start: a version the server has not seen
@@ -287,3 +306,58 @@ def test_refusals_are_one_line_with_the_reason(gateway: Server, tmp_path: Path) 
     down = modelgate(gateway, "--url", closed, "deployments")
     assert down.returncode == 1 and down.stderr.startswith(f"error: cannot reach {closed}: ")
     assert "Traceback" not in down.stderr
+
+
+def request_of(command: str) -> admin_cli.Request:
+    """The request `modelgate admin COMMAND` would send, made without a gateway."""
+    parser = argparse.ArgumentParser()
+    admin_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["admin", *command.split()])
+    return args.build(args)
+
+
+@pytest.mark.parametrize(
+    ("command", "rpc", "body"),
+    [
+        (
+            "load d 7 --remote triton:8001 --remote-model m --timeout 2.5 --reason r",
+            "LoadVersion",
+            {
+                "version": "7",
+                "reason": "r",
+                "source": {
+                    "kind": "remote",
+                    "url": "triton:8001",
+                    "model": "m",
+                    "version": "",
+                    "timeout_s": 2.5,
+                },
+            },
+        ),
+        (
+            "traffic d 1=1 2=3 --shadow 3 --fallback 1 --fallback 2",
+            "SetTraffic",
+            {
+                "weights": {"1": 1, "2": 3},
+                "sticky": False,
+                "shadows": ["3"],
+                "fallback": ["1", "2"],
+                "reason": "",
+            },
+        ),
+        (
+            "canary start d 2 --max-p99-ratio 2 --min-success-rate 0.95",
+            "StartCanary",
+            {
+                "version": "2",
+                "plan": {"guards": {"min_success_rate": 0.95, "max_p99_ratio": 2.0}},
+                "reason": "",
+            },
+        ),
+        ("canary promote d --reason go", "PromoteCanary", {"reason": "go"}),
+        ("canary resume d", "ResumeCanary", {"reason": ""}),
+    ],
+)
+def test_arguments_make_the_request(command: str, rpc: str, body: dict[str, Any]) -> None:
+    request = request_of(command)
+    assert (request.rpc, request.params["deployment"], request.body) == (rpc, "d", body)
