@@ -13,7 +13,9 @@ Modules, one job each:
   model         model inputs from the .onnx or V2 metadata; seeded random rows
   direct        the in-process ONNX Runtime floor
   peers         starting, readiness and stopping of servers, pinned
+  venvs         the peers' own venvs (their pins clash with ours), built once and reused
   mlserver      MLServer venv, settings and model folder; mlserver_runtime is copied into it
+  triton        tritonserver from its own venv, Python-backend ONNX models, a restartable server
   stats         percentiles, run results, medians of repeats
   report        tables, JSON, PNG
   progress      the progress line

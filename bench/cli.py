@@ -22,10 +22,10 @@ from . import compare as compare_mod
 from . import direct, measure, pydriver, report
 from . import journal as journal_mod
 from .clients import Endpoint, check_path
-from .mlserver import default_cache_dir
 from .model import ModelSpec, ModelSpecError, random_rows
 from .payloads import PATHS, build_request_set
 from .stats import RunResult, median_result
+from .venvs import default_cache_dir
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_REPOSITORY = PACKAGE_DIR.parent / "examples" / "models"

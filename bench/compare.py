@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import mlserver, peers
+from . import mlserver, peers, venvs
 from .clients import check_path
 from .measure import ClientMode, Target, measure_point, tool_for
 from .model import ModelSpec, random_rows
@@ -63,7 +63,7 @@ class CompareConfig:
     distinct_requests: int = 16
     request_timeout_s: float = 10.0
     ready_timeout_s: float = 120.0
-    cache_dir: Path = field(default_factory=mlserver.default_cache_dir)
+    cache_dir: Path = field(default_factory=venvs.default_cache_dir)
     host: str = "127.0.0.1"
 
 
@@ -390,7 +390,7 @@ class _Comparison:
         """Start one server (stopped when `stack` closes) and check each path on it once."""
         try:
             spec = PEERS[name](self.config, self.model, self.model_file, tmp)
-        except mlserver.MlserverSetupError as err:
+        except venvs.PeerSetupError as err:
             self.skip("server", name, "*", str(err))
             return
         self.say(f"starting {name}: {' '.join(spec.command)}")

@@ -12,76 +12,33 @@ Adaptive batching stays off (MLServer's default: no max_batch_size in model-sett
 from __future__ import annotations
 
 import json
-import logging
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import venvs
 from .clients import Endpoint
 from .model import ModelSpec, TensorSpec
 from .peers import PeerSpec
 from .procs import free_port
+from .venvs import VenvRecipe
 
 MLSERVER_VERSION = "1.7.1"
 # MLServer 1.7.1 breaks with uvloop 0.22 (it is not pinned upstream).
 REQUIREMENTS = (f"mlserver=={MLSERVER_VERSION}", "uvloop<0.22", "onnxruntime", "numpy")
 RUNTIME_MODULE = "modelgate_onnx_runtime"
-INSTALL_TIMEOUT_S = 900.0
-logger = logging.getLogger(__name__)
 SETTINGS_NOTES = [
     "parallel_workers=0 (inference in the server process)",
     "debug=false (no access log), metrics off, gzip off",
     "adaptive batching off (default)",
     "runtime: onnxruntime, 1 intra-op thread, run inline on the event loop",
 ]
+RECIPE = VenvRecipe("mlserver-venv", (REQUIREMENTS,), "bin/mlserver")
 
 
-class MlserverSetupError(RuntimeError):
-    """The MLServer venv could not be created or installed."""
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "modelgate-bench"
-
-
-def ensure_venv(cache_dir: Path, *, python: str | None = None) -> Path:
-    """Return a venv with MLServer installed, creating it under `cache_dir` if needed.
-
-    Reused when its marker file lists the same requirements; rebuilt from scratch otherwise (a
-    half-finished install has no marker). Raises MlserverSetupError with pip's output tail.
-    """
-    venv = cache_dir / "mlserver-venv"
-    marker = venv / ".modelgate-bench-requirements"
-    wanted = "\n".join(REQUIREMENTS)
-    if marker.exists() and marker.read_text() == wanted and (venv / "bin" / "mlserver").exists():
-        return venv
-    if venv.exists():
-        shutil.rmtree(venv)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # `sys._base_executable` is the interpreter behind our own venv; a venv made from a venv's
-    # python would still work, but would point at our venv's (mutable) interpreter link.
-    base_python = python or getattr(sys, "_base_executable", sys.executable)
-    steps = [
-        [base_python, "-m", "venv", str(venv)],
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *REQUIREMENTS],
-    ]
-    for step in steps:
-        logger.info("mlserver venv: %s", " ".join(step))
-        try:
-            done = subprocess.run(
-                step, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, check=False
-            )
-        except subprocess.TimeoutExpired as err:
-            raise MlserverSetupError(f"timed out after {INSTALL_TIMEOUT_S:g} s: {step}") from err
-        if done.returncode != 0:
-            tail = (done.stdout + done.stderr).strip()[-3000:]
-            raise MlserverSetupError(f"{' '.join(step)} exited {done.returncode}:\n{tail}")
-    marker.write_text(wanted)
-    return venv
+def ensure_venv(cache_dir: Path) -> Path:
+    """The MLServer venv under `cache_dir`, made if needed; raises PeerSetupError."""
+    return venvs.ensure_venv(cache_dir, RECIPE)
 
 
 def write_model_dir(

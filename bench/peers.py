@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -42,7 +42,8 @@ class PeerError(RuntimeError):
 @dataclass(frozen=True)
 class PeerSpec:
     """How to start one server; `notes` describe its settings in reports. Which paths it serves
-    is not declared: each is checked with a real request once it is up."""
+    is not declared: each is checked with a real request once it is up. `cleanup` runs after
+    its process group has gone, however it went (what a SIGKILL leaves behind)."""
 
     name: str
     command: list[str]
@@ -50,6 +51,7 @@ class PeerSpec:
     env: dict[str, str] | None = None
     cwd: Path | None = None
     notes: list[str] = field(default_factory=list)
+    cleanup: Callable[[], None] | None = None
 
 
 def modelgate_spec(
@@ -105,7 +107,8 @@ def _get(url: str, timeout_s: float) -> int:
 
 class RunningServer:
     """Context manager around one started server. Raises PeerError from `__enter__` if the
-    process exits early or is not ready within `ready_timeout_s`."""
+    process exits early or is not ready within `ready_timeout_s`. Leaving it stops the server
+    (SIGTERM, SIGKILL after STOP_GRACE_S); `kill()` stops it as a crash would."""
 
     def __init__(
         self,
@@ -180,15 +183,23 @@ class RunningServer:
             self.spec.name, f"not ready after {self._ready_timeout_s:g} s", self.log_tail()
         )
 
-    def _stop(self) -> None:
+    def kill(self) -> None:
+        """SIGKILL to the whole process group at once, as a crashed host would look."""
+        self._stop(signal.SIGKILL)
+
+    def _stop(self, signum: int = signal.SIGTERM) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=STOP_GRACE_S)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signum)
+                proc.wait(timeout=STOP_GRACE_S)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         except ProcessLookupError:
             pass
+        finally:
+            if self.spec.cleanup is not None:
+                self.spec.cleanup()

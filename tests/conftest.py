@@ -36,9 +36,10 @@ import onnx_models
 import onnxruntime as ort
 import pytest
 import triton_server
-from gateway.bench.mlserver import MlserverSetupError, default_cache_dir, ensure_venv, mlserver_spec
+from gateway.bench import mlserver, triton
 from gateway.bench.model import ModelSpec
 from gateway.bench.peers import PeerError, RunningServer
+from gateway.bench.venvs import PeerSetupError, default_cache_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 CREDIT_RISK = ROOT / "examples" / "models" / "credit_risk"
@@ -385,6 +386,15 @@ SLEEPING_S = 0.5  # how long the `sleeping` Triton model takes per execute
 MLSERVER_READY_TIMEOUT_S = 60.0
 
 
+def peer_cache_dir(peer: str) -> Path:
+    """Where a peer's venv is kept for the tests: inside our own venv, so that `make clean`
+    removes it and a fresh clone builds it once (with PyPI at hand: MLServer about 25 s and
+    400 MB, Triton about 10 s and 330 MB)."""
+    if sys.prefix != sys.base_prefix:
+        return Path(sys.prefix) / f"modelgate-{peer}"
+    return default_cache_dir()
+
+
 def write_triton_repository(root: Path) -> Path:
     """The session tritonserver's models:
     credit_risk          REMOTE_CREDIT_RISK with max_batch_size 0: metadata exactly the .onnx's
@@ -392,8 +402,8 @@ def write_triton_repository(root: Path) -> Path:
     failing              raises in every execute
     identity_bytes       BYTES [-1, -1] answered as it came
     sleeping             sleeps SLEEPING_S, then answers FP32 [-1] as it came"""
-    triton_server.add_onnx_model(root, "credit_risk", REMOTE_CREDIT_RISK, max_batch_size=0)
-    triton_server.add_onnx_model(
+    triton.add_onnx_model(root, "credit_risk", REMOTE_CREDIT_RISK, max_batch_size=0)
+    triton.add_onnx_model(
         root, "credit_risk_batched", REMOTE_CREDIT_RISK, max_batch_size=64, dynamic_batching=True
     )
     triton_server.add_failing_model(root, "failing")
@@ -403,34 +413,39 @@ def write_triton_repository(root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[triton_server.TritonServer]:
+def triton_install() -> triton.TritonInstall:
+    """The bench's Triton venv (made on first use); skips where the wheel does not exist (it is
+    Linux only), fails where it cannot be installed."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("tritonserver (nvidia-pytriton) exists for Linux only")
+    try:
+        return triton.TritonInstall.find(triton.ensure_venv(peer_cache_dir("triton")))
+    except PeerSetupError as error:
+        pytest.fail(f"cannot install tritonserver: {error}")
+
+
+@pytest.fixture(scope="session", name="triton")
+def triton_fixture(
+    triton_install: triton.TritonInstall, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[triton.TritonServer]:
     """One tritonserver for the session (write_triton_repository's models); tests that stop or
     kill a server start one of their own."""
-    triton_server.require_tritonserver()
     root = write_triton_repository(tmp_path_factory.mktemp("triton-repository"))
-    with triton_server.TritonServer(root) as server:
+    with triton.TritonServer(triton_install, root) as server:
         yield server
 
 
-def mlserver_cache_dir() -> Path:
-    """Where the MLServer venv is kept for the tests: inside our own venv, so that `make clean`
-    removes it and a fresh clone builds it once (about 25 s and 400 MB with PyPI at hand)."""
-    if sys.prefix != sys.base_prefix:
-        return Path(sys.prefix) / "modelgate-mlserver"
-    return default_cache_dir()
-
-
-@pytest.fixture(scope="session")
-def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+@pytest.fixture(scope="session", name="mlserver")
+def mlserver_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A real MLServer (the bench's peer: its own venv, our ONNX runtime module) serving
     REMOTE_CREDIT_RISK as credit_risk on 127.0.0.1."""
     try:
-        venv = ensure_venv(mlserver_cache_dir())
-    except MlserverSetupError as error:
+        venv = mlserver.ensure_venv(peer_cache_dir("mlserver"))
+    except PeerSetupError as error:
         pytest.fail(f"cannot install MLServer: {error}")
     root = tmp_path_factory.mktemp("mlserver")
     model = ModelSpec.from_onnx(REMOTE_CREDIT_RISK, "credit_risk")
-    spec = mlserver_spec(venv, root, model, REMOTE_CREDIT_RISK)
+    spec = mlserver.mlserver_spec(venv, root, model, REMOTE_CREDIT_RISK)
     running = RunningServer(
         spec,
         cores=None,

@@ -1,5 +1,6 @@
-"""RemoteBackend against real V2 servers on 127.0.0.1: tritonserver (tests/triton_server.py) and
-MLServer (the bench's peer), with a direct onnxruntime session on the same .onnx as the oracle.
+"""RemoteBackend against real V2 servers on 127.0.0.1: tritonserver and MLServer (the bench's
+peers, each in a venv of its own; Triton's test models in tests/triton_server.py), with a direct
+onnxruntime session on the same .onnx as the oracle.
 
 The answers of a remote are decoded by `decode_outputs`, whose typed-contents and malformed-answer
 branches no real server here takes; they are checked on hand-built responses at the end.
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import triton_server
 from conftest import (
     REMOTE_CREDIT_RISK,
     SLEEPING_S,
@@ -24,6 +24,8 @@ from conftest import (
     run_direct,
 )
 from gateway.bench.peers import RunningServer
+from gateway.bench.procs import free_port
+from gateway.bench.triton import TritonInstall, TritonServer, add_onnx_model
 from tritonclient.grpc import service_pb2
 
 from gateway.backends.onnx import OnnxBackend
@@ -67,12 +69,11 @@ def oracle(features: np.ndarray) -> list[np.ndarray]:
 
 
 @pytest.fixture
-def killable_triton(tmp_path: Path) -> Iterator[triton_server.TritonServer]:
+def killable_triton(triton_install: TritonInstall, tmp_path: Path) -> Iterator[TritonServer]:
     """A tritonserver of the test's own, with credit_risk only, for tests that stop or kill it."""
-    triton_server.require_tritonserver()
     root = tmp_path / "repository"
-    triton_server.add_onnx_model(root, "credit_risk", REMOTE_CREDIT_RISK, max_batch_size=0)
-    with triton_server.TritonServer(root) as server:
+    add_onnx_model(root, "credit_risk", REMOTE_CREDIT_RISK, max_batch_size=0)
+    with TritonServer(triton_install, root) as server:
         yield server
 
 
@@ -80,7 +81,7 @@ def killable_triton(tmp_path: Path) -> Iterator[triton_server.TritonServer]:
 
 
 async def test_signature_equals_the_local_onnx_backend(
-    triton: triton_server.TritonServer, local_signature: ModelSignature
+    triton: TritonServer, local_signature: ModelSignature
 ) -> None:
     backend = await RemoteBackend.open(RemoteSpec(triton.grpc_url, "credit_risk"))
     try:
@@ -95,7 +96,7 @@ async def test_signature_equals_the_local_onnx_backend(
 
 
 async def test_batched_model_reports_its_max_batch_size(
-    triton: triton_server.TritonServer, local_signature: ModelSignature
+    triton: TritonServer, local_signature: ModelSignature
 ) -> None:
     spec = RemoteSpec(f"grpc://{triton.grpc_url}", "credit_risk_batched", version="1")
     backend = await RemoteBackend.open(spec)
@@ -112,9 +113,7 @@ async def test_batched_model_reports_its_max_batch_size(
 
 
 @pytest.mark.parametrize("rows", [1, 7, 64])
-async def test_outputs_equal_local_onnxruntime(
-    triton: triton_server.TritonServer, rows: int
-) -> None:
+async def test_outputs_equal_local_onnxruntime(triton: TritonServer, rows: int) -> None:
     features = credit_risk_rows(np.random.default_rng(rows), rows)
     backend = await RemoteBackend.open(RemoteSpec(triton.grpc_url, "credit_risk"))
     try:
@@ -131,7 +130,7 @@ async def test_outputs_equal_local_onnxruntime(
 
 
 async def test_concurrent_requests_batched_remotely_equal_the_oracle(
-    triton: triton_server.TritonServer,
+    triton: TritonServer,
 ) -> None:
     rng = np.random.default_rng(21)
     requests = [credit_risk_rows(rng, int(rng.integers(1, 9))) for _ in range(24)]
@@ -148,7 +147,7 @@ async def test_concurrent_requests_batched_remotely_equal_the_oracle(
         np.testing.assert_allclose(outputs[1], probabilities, rtol=1e-6, atol=1e-7)
 
 
-async def test_bytes_round_trip(triton: triton_server.TritonServer) -> None:
+async def test_bytes_round_trip(triton: TritonServer) -> None:
     values = identity_values(np.random.default_rng(5), "BYTES", 4)
     backend = await RemoteBackend.open(RemoteSpec(triton.grpc_url, "identity_bytes"))
     try:
@@ -159,7 +158,7 @@ async def test_bytes_round_trip(triton: triton_server.TritonServer) -> None:
     assert all(isinstance(v, bytes) for v in outputs[0].reshape(-1))
 
 
-async def test_failing_model_is_a_batch_error(triton: triton_server.TritonServer) -> None:
+async def test_failing_model_is_a_batch_error(triton: TritonServer) -> None:
     backend = await RemoteBackend.open(RemoteSpec(triton.grpc_url, "failing"))
     try:
         with pytest.raises(BatchError, match="this model fails on purpose"):
@@ -169,7 +168,7 @@ async def test_failing_model_is_a_batch_error(triton: triton_server.TritonServer
         await backend.close()
 
 
-async def test_wrong_input_shape_is_a_batch_error(triton: triton_server.TritonServer) -> None:
+async def test_wrong_input_shape_is_a_batch_error(triton: TritonServer) -> None:
     backend = await RemoteBackend.open(RemoteSpec(triton.grpc_url, "credit_risk"))
     try:
         features = credit_risk_rows(np.random.default_rng(3), 2)[:, :19]
@@ -179,7 +178,7 @@ async def test_wrong_input_shape_is_a_batch_error(triton: triton_server.TritonSe
         await backend.close()
 
 
-async def test_wrong_input_dtype_is_a_batch_error(triton: triton_server.TritonServer) -> None:
+async def test_wrong_input_dtype_is_a_batch_error(triton: TritonServer) -> None:
     backend = await RemoteBackend.open(RemoteSpec(triton.grpc_url, "credit_risk"))
     try:
         features = credit_risk_rows(np.random.default_rng(3), 2).astype(np.float64)
@@ -189,7 +188,7 @@ async def test_wrong_input_dtype_is_a_batch_error(triton: triton_server.TritonSe
         await backend.close()
 
 
-async def test_deadline_is_backend_unavailable(triton: triton_server.TritonServer) -> None:
+async def test_deadline_is_backend_unavailable(triton: TritonServer) -> None:
     timeout_s = SLEEPING_S / 5
     backend = await RemoteBackend.open(RemoteSpec(triton.grpc_url, "sleeping", timeout_s=timeout_s))
     try:
@@ -201,7 +200,7 @@ async def test_deadline_is_backend_unavailable(triton: triton_server.TritonServe
         await backend.close()
 
 
-async def test_close_lets_the_call_in_flight_finish(triton: triton_server.TritonServer) -> None:
+async def test_close_lets_the_call_in_flight_finish(triton: TritonServer) -> None:
     backend = await RemoteBackend.open(RemoteSpec(triton.grpc_url, "sleeping"))
     values = np.arange(3, dtype=np.float32)
     in_flight = asyncio.create_task(backend.submit({"INPUT": values}, 3, key=None))
@@ -218,7 +217,7 @@ async def test_close_lets_the_call_in_flight_finish(triton: triton_server.Triton
 
 
 async def test_killed_server_is_unavailable_at_once(
-    killable_triton: triton_server.TritonServer,
+    killable_triton: TritonServer,
 ) -> None:
     features = credit_risk_rows(np.random.default_rng(8), 3)
     backend = await RemoteBackend.open(RemoteSpec(killable_triton.grpc_url, "credit_risk"))
@@ -237,7 +236,7 @@ async def test_killed_server_is_unavailable_at_once(
 
 
 async def test_health_comes_back_with_the_server(
-    killable_triton: triton_server.TritonServer,
+    killable_triton: TritonServer,
 ) -> None:
     """A server back on the same address is found again by the same backend. (That the
     reconnect backoff is capped would take an outage of some 10 s to show: gRPC's own backoff
@@ -259,7 +258,7 @@ async def test_health_comes_back_with_the_server(
 
 
 async def test_stopping_server_is_unavailable(
-    killable_triton: triton_server.TritonServer,
+    killable_triton: TritonServer,
 ) -> None:
     """Triton unloads its models first as it stops: new requests find none (NOT_FOUND)."""
     features = credit_risk_rows(np.random.default_rng(9), 3)
@@ -274,14 +273,14 @@ async def test_stopping_server_is_unavailable(
 
 
 async def test_unreachable_url_at_open() -> None:
-    spec = RemoteSpec(f"127.0.0.1:{triton_server.free_port()}", "credit_risk")
+    spec = RemoteSpec(f"127.0.0.1:{free_port()}", "credit_risk")
     began = time.monotonic()
     with pytest.raises(BackendUnavailable, match="UNAVAILABLE"):
         await RemoteBackend.open(spec)
     assert time.monotonic() - began < PROMPT_S
 
 
-async def test_unknown_model_at_open(triton: triton_server.TritonServer) -> None:
+async def test_unknown_model_at_open(triton: TritonServer) -> None:
     with pytest.raises(BackendUnavailable, match="no_such_model"):
         await RemoteBackend.open(RemoteSpec(triton.grpc_url, "no_such_model"))
     with pytest.raises(BackendUnavailable):
