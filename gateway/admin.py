@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.control import Control
-from gateway.errors import InvalidInput
+from gateway.errors import GatewayError, InvalidInput
 from gateway.governance.approvals import ChangeState, Importance
 
 Document = Mapping[str, Any]
@@ -215,10 +215,18 @@ async def dispatch(
     control: Control, call: AdminCall, actor: str, document: Document
 ) -> tuple[dict[str, Any], bool]:
     """Run one admin call, or, when it needs a second person's approval, file it as a change
-    request; the answer and whether it is pending."""
-    if call.needs_approval:
-        deployment = control.lifecycle.registry.deployment(_text(document, DEPLOYMENT))
-        if deployment.importance.needs_approval:
-            change = await control.request_change(deployment.name, call.rpc, document, actor)
-            return {**deployment.describe(), "pending_change": change.to_dict()}, True
-    return await call.run(control, actor, document), False
+    request; the answer and whether it is pending. A refused change is journaled (where the
+    operation itself did not already)."""
+    try:
+        if call.needs_approval:
+            # an unknown deployment is the operation's own refusal, journaled as such
+            deployment = control.lifecycle.registry.deployments.get(document.get(DEPLOYMENT))
+            if deployment is not None and deployment.importance.needs_approval:
+                change = await control.request_change(deployment.name, call.rpc, document, actor)
+                return {**deployment.describe(), "pending_change": change.to_dict()}, True
+        return await call.run(control, actor, document), False
+    except GatewayError as error:
+        if call.operation != "read":
+            payload = {k: v for k, v in document.items() if k != "model"}  # no file in the log
+            await control.journal_refusal(f"admin.{call.rpc}", actor, payload, error)
+        raise

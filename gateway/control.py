@@ -84,6 +84,14 @@ class Control:
         if self._ledger is not None:
             await self._ledger.journal.append(ADMIN, kind, actor, payload, durable=True)
 
+    async def journal_refusal(
+        self, kind: str, actor: str, payload: dict[str, Any], error: GatewayError
+    ) -> None:
+        """Journal a refused admin operation (once: `error.journaled` says it was)."""
+        if not error.journaled:
+            await self._journal(kind + ".failed", actor, {**payload, "error": error.message})
+            error.journaled = True
+
     # ---- four-eyes approvals ----------------------------------------------------------------
 
     def changes(self) -> list[ChangeRequest]:
@@ -109,8 +117,7 @@ class Control:
         try:
             decided = self._changes.decide(change_id, actor, approve, reason, time.time())
         except GatewayError as error:
-            payload = {"id": change_id, "error": error.message}
-            await self._journal(kind + ".failed", actor, payload)
+            await self.journal_refusal(kind, actor, {"id": change_id}, error)
             raise
         await self._journal(_DECISION_KIND[decided.state], actor, decided.to_dict())
         self._changes.put(decided)

@@ -23,6 +23,8 @@ class GatewayError(Exception):
     """Base of every error a client may see; the message is safe to show to the client."""
 
     kind: ErrorKind = ErrorKind.INTERNAL
+    # set once the control path has journaled this refusal, so that it is journaled once
+    journaled: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

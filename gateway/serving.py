@@ -151,6 +151,8 @@ class InferenceService:
         failure: GatewayError | None = None
         for entry in chain:
             if not entry.breaker.allow():
+                # a request the version could not take counts against it (a canary's checks)
+                entry.outcomes.record(False, 0)
                 failure = failure or ModelUnavailable(
                     entry.deployment, entry.version, "its circuit breaker is open"
                 )

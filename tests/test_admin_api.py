@@ -356,6 +356,14 @@ REFUSALS = (
         )
     ),
     Refusal(
+        "a load without a version",
+        "LoadVersion",
+        {"deployment": "credit_risk", "source": {"kind": "repository", "model": "credit_risk"}},
+        "invalid",
+        "'version'",
+        "admin.LoadVersion.failed",  # refused by the API before any operation ran
+    ),
+    Refusal(
         "unknown version in the weights",
         "SetTraffic",
         {"deployment": "credit_risk", "weights": {"2": 50, "7": 50}},

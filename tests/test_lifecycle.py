@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -609,3 +610,16 @@ def test_a_restarted_gateway_replays_its_deployments(tmp_path: Path) -> None:
         assert seven["content_hash"] == before["versions"][-1]["content_hash"]
         answer = infer(second, np.zeros((1, 20), np.float32), version="7")
         assert answer["model_version"] == "7"
+
+
+def test_a_refused_upload_keeps_no_file(gateway: Server) -> None:
+    other_signature = onnx_models.identity("FP32")
+    answer = admin_answer(
+        gateway, "POST", f"/deployments/{DEPLOYMENT}/versions", other_signature, version="5"
+    )
+    assert answer.status == 400 and "differ from the deployment's" in answer.json()["error"]
+    digest = hashlib.sha256(other_signature).hexdigest()
+    assert not (gateway.journal / "uploads" / digest).exists()
+    assert "5" not in [
+        v["version"] for v in admin(gateway, "GET", f"/deployments/{DEPLOYMENT}")["versions"]
+    ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -107,6 +108,7 @@ class Lifecycle:
     ) -> None:
         """Journal a refused change with the reason the caller is about to get."""
         await self._journal(kind + FAILED, actor, {**payload, "error": error.message})
+        error.journaled = True
 
     # ---- start-up ------------------------------------------------------------------------
 
@@ -241,10 +243,15 @@ class Lifecycle:
         """Keep an uploaded ONNX file under its SHA-256, then `load` it."""
         if not model:
             raise InvalidInput("the upload is empty: send the ONNX file as the body")
-        digest = await asyncio.to_thread(store_upload, self._sources.uploads, model)
-        return await self.load(
-            actor, deployment, version, {"kind": UPLOAD, "sha256": digest}, golden, reason
-        )
+        digest, stored = await asyncio.to_thread(store_upload, self._sources.uploads, model)
+        try:
+            return await self.load(
+                actor, deployment, version, {"kind": UPLOAD, "sha256": digest}, golden, reason
+            )
+        except GatewayError:
+            if stored is not None:  # kept only for versions that load (and so can replay)
+                await asyncio.to_thread(shutil.rmtree, stored, True)
+            raise
 
     async def unload(
         self, actor: str, deployment_name: str, version: str, reason: str = ""
@@ -357,8 +364,12 @@ class Lifecycle:
     ) -> dict[str, Any]:
         """Add a version to the shadows of the current policy, or remove it."""
         async with self._lock:
-            deployment = self.registry.deployment(deployment_name)
-            current = _current(deployment)
+            try:
+                current = _current(self.registry.deployment(deployment_name))
+            except GatewayError as error:
+                payload = {"deployment": deployment_name, "operation": "shadow", "version": version}
+                await self._failed(POLICY_SET, actor, payload, error)
+                raise
             shadows = [v for v in current.shadows if v != version]
             if enabled:
                 shadows.append(version)
@@ -368,14 +379,16 @@ class Lifecycle:
     async def rollback(self, actor: str, deployment_name: str, reason: str = "") -> dict[str, Any]:
         """Restore the policy before the current one."""
         async with self._lock:
-            deployment = self.registry.deployment(deployment_name)
-            # no approval needed, but flagged where one would have been
-            extra = {"break_glass": True} if deployment.importance.needs_approval else None
-            if len(deployment.history) < 2:
-                error = InvalidInput(f"'{deployment_name}' has no earlier policy to roll back to")
+            try:
+                deployment = self.registry.deployment(deployment_name)
+                if len(deployment.history) < 2:
+                    raise InvalidInput(f"'{deployment_name}' has no earlier policy to roll back to")
+            except GatewayError as error:
                 payload = {"deployment": deployment_name, "operation": "rollback"}
                 await self._failed(POLICY_SET, actor, payload, error)
-                raise error
+                raise
+            # no approval needed, but flagged where one would have been
+            extra = {"break_glass": True} if deployment.importance.needs_approval else None
             previous = deployment.history[-2].policy
             return await self._set_policy(
                 actor, deployment_name, previous, reason, "rollback", extra
@@ -577,18 +590,22 @@ def _verb(action: rollout.Action) -> str:
 def _rollout_policy(base: TrafficPolicy, status: RolloutStatus) -> TrafficPolicy:
     """The policy of a rollout's current share: the base policy with the production traffic
     split between champion and canary (the canary alone once promoted, the base again once
-    rolled back or aborted)."""
+    rolled back or aborted). While the canary shares traffic the champion is its first
+    fallback: a request the canary fails is answered by the champion, and still counts
+    against the canary in its checks."""
     percent = status.canary_percent
     if percent == 0:
         return base
+    fallback = tuple(v for v in base.fallback if v not in (status.canary, status.champion))
     weights = ((status.canary, 100),)
     if percent < 100:
         weights = ((status.champion, 100 - percent), (status.canary, percent))
+        fallback = (status.champion, *fallback)
     return TrafficPolicy(
         weights=weights,
         sticky=base.sticky,
         shadows=tuple(v for v in base.shadows if v != status.canary),
-        fallback=tuple(v for v in base.fallback if v != status.canary),
+        fallback=fallback,
     )
 
 

@@ -137,17 +137,17 @@ async def _open_remote(
     return OpenedSource(loaded, warmup_samples(config, Path(), signature), None)
 
 
-def store_upload(uploads: Path, model: bytes) -> str:
+def store_upload(uploads: Path, model: bytes) -> tuple[str, Path | None]:
     """Keep an uploaded model file under its SHA-256 (written whole, then renamed) so that a
-    replay of the admin stream finds it; the hash."""
+    replay of the admin stream finds it; the hash, and the folder when this call created it."""
     digest = hashlib.sha256(model).hexdigest()
     folder = uploads / digest
     if (folder / MODEL_FILE).is_file():
-        return digest
+        return digest, None
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=folder, delete=False) as file:
         file.write(model)
         file.flush()
         os.fsync(file.fileno())
     os.replace(file.name, folder / MODEL_FILE)
-    return digest
+    return digest, folder
