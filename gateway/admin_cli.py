@@ -171,6 +171,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     _reason(_target(add("rollback", "restore the policy before the current one", _rollback)))
 
+    importance = _target(add("importance", "set a deployment's importance", _importance))
+    importance.add_argument("level", choices=("low", "moderate", "high", "critical"))
+    _reason(importance)
+
+    add("changes", "the change requests (four-eyes approvals)", _changes, _render_changes)
+    for verb in ("approve", "reject"):
+        decide = add(verb, f"{verb} a pending change request", _decide, _render_change)
+        decide.add_argument("id", help="the change request's id")
+        _reason(decide)
+
     canary = actions.add_parser("canary", help="canary rollouts").add_subparsers(
         dest="canary_action", required=True, metavar="ACTION"
     )
@@ -317,6 +327,20 @@ def _rollback(args: argparse.Namespace) -> Request:
     return Request("Rollback", _of(args), {"reason": args.reason})
 
 
+def _importance(args: argparse.Namespace) -> Request:
+    body = {"importance": args.level, "reason": args.reason}
+    return Request("SetImportance", _of(args), body)
+
+
+def _changes(args: argparse.Namespace) -> Request:
+    return Request("ListChanges", {})
+
+
+def _decide(args: argparse.Namespace) -> Request:
+    rpc = "ApproveChange" if args.action == "approve" else "RejectChange"
+    return Request(rpc, {"id": args.id}, {"reason": args.reason})
+
+
 def _start_canary(args: argparse.Namespace) -> Request:
     plan = _given(
         steps=args.steps,
@@ -448,6 +472,27 @@ def _render_deployment(deployment: Mapping[str, Any]) -> str:
         change = f"change {pending['id']} ({pending['operation']})"
         lines.insert(0, f"pending approval: {change}, not applied until approved\n")
     return "\n".join(lines)
+
+
+def _render_changes(answer: Mapping[str, Any]) -> str:
+    rows = (
+        (
+            c["id"],
+            c["state"],
+            c["deployment"],
+            c["operation"],
+            c["requester"],
+            c["decided_by"],
+            c["error"] or c["reason"],
+        )
+        for c in answer["changes"]
+    )
+    header = ("ID", "STATE", "DEPLOYMENT", "OPERATION", "REQUESTER", "DECIDED BY", "NOTE")
+    return _table(header, rows)
+
+
+def _render_change(change: Mapping[str, Any]) -> str:
+    return _render_changes({"changes": [change]})
 
 
 def _render_history(answer: Mapping[str, Any]) -> str:

@@ -4,6 +4,10 @@ pending requests survive a restart."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -225,3 +229,34 @@ def test_importance_names() -> None:
     assert Importance.CRITICAL.needs_approval and not Importance.MODERATE.needs_approval
     with pytest.raises(InvalidInput, match="low, moderate, high, critical"):
         Importance.parse("urgent")
+
+
+def cli(server: Server, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "gateway", "admin", "--url", server.http_url, *args]
+    return subprocess.run(
+        command,
+        env={**os.environ, "MODELGATE_TOKEN": token},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_cli_files_lists_and_decides_change_requests(
+    gateway: Server, tokens: dict[str, str]
+) -> None:
+    asked = cli(gateway, tokens["bob"], "traffic", DEPLOYMENT, "1=25", "2=75")
+    assert asked.returncode == 0, asked.stderr
+    assert "pending approval: change" in asked.stdout
+    change = asked.stdout.split("pending approval: change ")[1].split()[0]
+    listed = cli(gateway, tokens["bob"], "changes")
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(change))
+    assert "pending" in row and "SetTraffic" in row and "token:bob" in row
+    own = cli(gateway, tokens["bob"], "approve", change)
+    assert own.returncode == 2 and own.stderr.startswith("error: ")
+    decided = cli(gateway, tokens["dave"], "approve", change, "--reason", "checked")
+    assert decided.returncode == 0, decided.stderr
+    assert "approved" in decided.stdout and "token:dave" in decided.stdout
+    assert policy(gateway)["weights"] == {"1": 25, "2": 75}
+    shown = cli(gateway, tokens["bob"], "--json", "importance", DEPLOYMENT, "critical")
+    assert json.loads(shown.stdout)["pending_change"]["operation"] == "SetImportance"
