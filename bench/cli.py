@@ -108,9 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser(
         "compare",
         formatter_class=fmt,
-        help="direct ORT floor vs Modelgate (4 paths) vs MLServer, pinned, medians of repeats",
-        description="Run the direct ONNX Runtime floor, Modelgate and MLServer on the same model "
-        "and machine; print tables, write JSON and a PNG of latency vs throughput.",
+        help="direct ORT floor vs Modelgate (4 paths) vs MLServer (and Triton when asked), pinned, "
+        "medians of repeats",
+        description="Run the direct ONNX Runtime floor, Modelgate, MLServer and (when named in "
+        "--servers) Triton with dynamic batching on and off, on the same model and machine; "
+        "print tables, write JSON and a PNG of latency vs throughput. Triton runs the model "
+        "through its Python backend (the pytriton wheel has no ONNX Runtime backend): not its "
+        "best case.",
     )
     cmp.add_argument(
         "--model-repository",
@@ -126,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--servers",
         type=_choices(compare_mod.SERVERS),
         default="direct,modelgate,mlserver",
-        help="comma list: " + ",".join(compare_mod.SERVERS),
+        help="comma list: " + ",".join(compare_mod.SERVERS) + " (triton and triton-nobatch: "
+        "http-json and grpc-raw only, about 1.5 min more each with the defaults)",
     )
     cmp.add_argument(
         "--paths",
@@ -191,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir",
         type=Path,
         default=default_cache_dir(),
-        help="where the MLServer venv lives (reused)",
+        help="where the peers' venvs (MLServer, Triton) live (reused)",
     )
     cmp.add_argument(
         "--ready-timeout",

@@ -1,8 +1,9 @@
 """`compare`: one model, one machine, every path, in one go.
 
-Runs the direct ONNX Runtime floor, then Modelgate (HTTP JSON, HTTP binary, gRPC typed, gRPC raw)
-and MLServer (the same paths where it serves them) at each concurrency level, `repeats` times,
-servers pinned to one core and the load generators to another. Repeats are interleaved (repeat 1
+Runs the direct ONNX Runtime floor, then Modelgate (HTTP JSON, HTTP binary, gRPC typed, gRPC raw),
+MLServer (the same paths where it serves them) and, when asked for, Triton with dynamic batching
+on and off (HTTP JSON and gRPC raw) at each concurrency level, `repeats` times, servers pinned to
+one core and the load generators to another. Repeats are interleaved (repeat 1
 of everything, then repeat 2, ...) so that a noisy minute on a shared machine hits one sample of
 every point rather than all samples of one; reports use per-point medians.
 """
@@ -22,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import mlserver, peers, venvs
+from gateway.config import ConfigError, ModelConfig, from_mapping, read_toml
+
+from . import mlserver, peers, triton, venvs
 from .clients import check_path
 from .measure import ClientMode, Target, measure_point, tool_for
 from .model import ModelSpec, random_rows
@@ -33,6 +36,16 @@ from .stats import RunResult, median_result
 FLOOR = "direct"
 FLOOR_PATH = "onnxruntime"
 MLSERVER = "mlserver"
+TRITON = "triton"
+TRITON_NOBATCH = "triton-nobatch"
+# The paths Triton is measured on: one per transport, the fastest of each elsewhere.
+TRITON_PATHS: tuple[str, ...] = ("http-json", "grpc-raw")
+# Ratio columns of the summary: a label, and its servers in order of preference (the first one
+# measured is the one every other row is held against).
+REFERENCES: dict[str, tuple[str, ...]] = {
+    "MLServer": (MLSERVER,),
+    "Triton": (TRITON, TRITON_NOBATCH),
+}
 DEFAULT_CONCURRENCY: tuple[int, ...] = (1, 8, 64)
 # Per point, on top of its duration: tool start, connection setup, process exit.
 POINT_OVERHEAD_S = 0.3
@@ -80,9 +93,20 @@ class Point:
 
 
 @dataclass(frozen=True)
+class PeerRatio:
+    """A row held against a reference server's `path` (its counterpart): row / reference."""
+
+    server: str
+    path: str
+    throughput: float | None
+    p99: float | None
+
+
+@dataclass(frozen=True)
 class SummaryRow:
     """One line of the comparison table. Throughput and p99 are at the highest concurrency,
-    p50 and the added latency at the lowest (1 by default); None where not measured."""
+    p50 and the added latency at the lowest (1 by default); None where not measured. `vs` has
+    the ratios to each REFERENCES label measured, but the row's own."""
 
     server: str
     path: str
@@ -93,9 +117,7 @@ class SummaryRow:
     added_latency_us: float | None
     throughput_vs_floor: float | None
     p50_vs_floor: float | None
-    throughput_vs_mlserver: float | None
-    p99_vs_mlserver: float | None
-    mlserver_counterpart: str | None
+    vs: dict[str, PeerRatio]
     errors: int
 
 
@@ -115,6 +137,9 @@ class CompareResult:
         )
 
 
+PeerStart = Callable[[CompareConfig, ModelSpec, Path, Path], peers.PeerSpec]
+
+
 def _modelgate(
     config: CompareConfig, model: ModelSpec, model_file: Path, tmp: Path
 ) -> peers.PeerSpec:
@@ -132,10 +157,54 @@ def _mlserver(
     return mlserver.mlserver_spec(venv, tmp / "mlserver", model, model_file, host=config.host)
 
 
+def model_batching(repository: Path, model: str) -> ModelConfig:
+    """The model's config as Modelgate reads it (`<model>/config.toml` over the defaults), so a
+    peer that batches can batch alike; raises ConfigError for a malformed file."""
+    config_file = repository / model / "config.toml"
+    if not config_file.exists():
+        return ModelConfig()
+    return from_mapping(ModelConfig, read_toml(config_file), str(config_file))
+
+
+def _triton(dynamic_batching: bool) -> PeerStart:
+    name = TRITON if dynamic_batching else TRITON_NOBATCH
+
+    def start(
+        config: CompareConfig, model: ModelSpec, model_file: Path, tmp: Path
+    ) -> peers.PeerSpec:
+        batching = model_batching(config.model_repository, model.name)
+        if dynamic_batching and not batching.max_batch_size:
+            raise ConfigError(f"{model.name}: max_batch_size 0, so Triton cannot batch it either")
+        install = triton.TritonInstall.find(triton.ensure_venv(config.cache_dir))
+        return triton.bench_spec(
+            install,
+            tmp / name,
+            model,
+            model_file,
+            name=name,
+            max_batch_size=batching.max_batch_size,
+            dynamic_batching=dynamic_batching,
+            max_queue_delay_us=batching.max_queue_delay_us,
+            host=config.host,
+        )
+
+    return start
+
+
+@dataclass(frozen=True)
+class Peer:
+    """How to start one server, and the paths measured on it (None: every path asked for)."""
+
+    start: PeerStart
+    paths: tuple[str, ...] | None = None
+
+
 # Server name -> how to start it; the CLI's --servers choices are FLOOR plus these keys.
-PEERS: dict[str, Callable[[CompareConfig, ModelSpec, Path, Path], peers.PeerSpec]] = {
-    "modelgate": _modelgate,
-    MLSERVER: _mlserver,
+PEERS: dict[str, Peer] = {
+    "modelgate": Peer(_modelgate),
+    MLSERVER: Peer(_mlserver),
+    TRITON: Peer(_triton(dynamic_batching=True), TRITON_PATHS),
+    TRITON_NOBATCH: Peer(_triton(dynamic_batching=False), TRITON_PATHS),
 }
 SERVERS: tuple[str, ...] = (FLOOR, *PEERS)
 
@@ -177,12 +246,22 @@ def select_cores(
 
 
 def counterpart(path: str, measured: set[str]) -> str | None:
-    """The MLServer path a Modelgate path is held against: the same path if MLServer served it,
-    else the first MLServer path of the same transport (e.g. http-binary -> http-json)."""
+    """The reference server's path a path is held against: the same path if the reference served
+    it, else its first path of the same transport (e.g. http-binary -> http-json)."""
     if path in measured:
         return path
     transport = PATHS[path].transport if path in PATHS else None
     return next((p for p in PATHS if p in measured and PATHS[p].transport == transport), None)
+
+
+def reference_servers(measured: set[str]) -> dict[str, str]:
+    """REFERENCES label -> the server rows are held against: its first choice measured."""
+    chosen = {}
+    for label, choices in REFERENCES.items():
+        found = next((server for server in choices if server in measured), None)
+        if found is not None:
+            chosen[label] = found
+    return chosen
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -191,15 +270,17 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def summarize_rows(points: list[Point], low: int, high: int) -> list[SummaryRow]:
     """The comparison table from per-point medians: throughput and p99 at `high` in flight, p50
-    at `low`, added latency = p50 - floor p50, ratios to the floor and to MLServer's counterpart.
-    Pure; the floor's only point (1 in flight) stands in for both levels."""
+    at `low`, added latency = p50 - floor p50, ratios to the floor and to each reference's
+    counterpart path (`reference_servers`). Pure; the floor's only point (1 in flight) stands
+    in for both levels."""
     medians = {(p.server, p.path, p.concurrency): p.median for p in points if p.runs}
     floor = medians.get((FLOOR, FLOOR_PATH, 1))
     order: list[tuple[str, str]] = []
     for p in points:
         if (p.server, p.path) not in order:
             order.append((p.server, p.path))
-    mls_paths = {path for server, path in order if server == MLSERVER}
+    references = reference_servers({server for server, _ in order})
+    served = {ref: {path for server, path in order if server == ref} for ref in references.values()}
 
     def stat(server: str, path: str, c: int, key: str) -> float | None:
         if server == FLOOR:
@@ -218,7 +299,16 @@ def summarize_rows(points: list[Point], low: int, high: int) -> list[SummaryRow]
         p50 = stat(server, path, low, "p50")
         p99 = None if server == FLOOR else stat(server, path, high, "p99")
         floor_p50 = floor.latency_ms.get("p50") if floor else None
-        mls = counterpart(path, mls_paths) if server != MLSERVER and server != FLOOR else None
+        vs = {}
+        for label, ref in references.items():
+            against = counterpart(path, served[ref])
+            if server not in (FLOOR, *REFERENCES[label]) and against is not None:
+                vs[label] = PeerRatio(
+                    ref,
+                    against,
+                    _ratio(tput, stat(ref, against, high, "rps")),
+                    _ratio(p99, stat(ref, against, high, "p99")),
+                )
         rows.append(
             SummaryRow(
                 server=server,
@@ -232,11 +322,7 @@ def summarize_rows(points: list[Point], low: int, high: int) -> list[SummaryRow]
                 else None,
                 throughput_vs_floor=_ratio(tput, floor.throughput_rps if floor else None),
                 p50_vs_floor=_ratio(p50, floor_p50),
-                throughput_vs_mlserver=_ratio(tput, stat(MLSERVER, mls, high, "rps"))
-                if mls
-                else None,
-                p99_vs_mlserver=_ratio(p99, stat(MLSERVER, mls, high, "p99")) if mls else None,
-                mlserver_counterpart=mls,
+                vs=vs,
                 errors=sum(r.errors for r in runs),
             )
         )
@@ -388,9 +474,10 @@ class _Comparison:
 
     def start_peer(self, stack: contextlib.ExitStack, name: str, tmp: Path) -> None:
         """Start one server (stopped when `stack` closes) and check each path on it once."""
+        peer = PEERS[name]
         try:
-            spec = PEERS[name](self.config, self.model, self.model_file, tmp)
-        except venvs.PeerSetupError as err:
+            spec = peer.start(self.config, self.model, self.model_file, tmp)
+        except (venvs.PeerSetupError, ConfigError) as err:
             self.skip("server", name, "*", str(err))
             return
         self.say(f"starting {name}: {' '.join(spec.command)}")
@@ -410,6 +497,8 @@ class _Comparison:
         self.notes[name] = spec.notes
         self.targets[name] = {}
         for path, requests in self.request_sets.items():
+            if peer.paths is not None and path not in peer.paths:
+                continue
             infer_path = self.model.infer_path
             check = check_path(requests, spec.endpoint, infer_path, self.config.request_timeout_s)
             if check.ok:

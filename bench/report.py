@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .compare import FLOOR, CompareResult, Point, SummaryRow, summarize_rows
+from .compare import (
+    FLOOR,
+    REFERENCES,
+    CompareResult,
+    Point,
+    SummaryRow,
+    reference_servers,
+    summarize_rows,
+)
 from .journal import AppendPoint, CostRow, JournalBenchResult
 from .stats import PERCENTILES, RunResult, percentile_key
 
@@ -70,6 +79,8 @@ def points_table(points: Sequence[Point]) -> str:
 
 
 def summary_table(rows: Sequence[SummaryRow], low: int, high: int) -> str:
+    """One line per server and path; a ratio column (req/s, p99) per reference measured."""
+    labels = [label for label in REFERENCES if any(label in row.vs for row in rows)]
     headers = [
         "server",
         "path",
@@ -79,31 +90,34 @@ def summary_table(rows: Sequence[SummaryRow], low: int, high: int) -> str:
         "+p50 vs ORT us",
         "req/s vs ORT",
         "p50 vs ORT",
-        "req/s vs MLServer",
-        "p99 vs MLServer",
+        *(f"vs {label}: req/s, p99" for label in labels),
         "errors",
     ]
-    body = [
-        [
-            row.server,
-            row.path,
-            _num(row.throughput_rps, ".0f"),
-            _num(row.p50_ms, ".3f"),
-            _num(row.p99_ms, ".3f"),
-            _num(row.added_latency_us, ".0f"),
-            _ratio(row.throughput_vs_floor),
-            _ratio(row.p50_vs_floor),
-            _ratio(row.throughput_vs_mlserver)
-            + (
-                f" ({row.mlserver_counterpart})"
-                if row.mlserver_counterpart not in (None, row.path)
-                else ""
-            ),
-            _ratio(row.p99_vs_mlserver),
-            str(row.errors),
-        ]
-        for row in rows
-    ]
+    body = []
+    for row in rows:
+        ratios = []
+        for label in labels:
+            vs = row.vs.get(label)
+            if vs is None:
+                ratios.append("-")
+                continue
+            # the counterpart path, where it is not the row's own (MLServer has no binary path)
+            against = f" ({vs.path})" if vs.path != row.path else ""
+            ratios.append(f"{_ratio(vs.throughput)}, {_ratio(vs.p99)}{against}")
+        body.append(
+            [
+                row.server,
+                row.path,
+                _num(row.throughput_rps, ".0f"),
+                _num(row.p50_ms, ".3f"),
+                _num(row.p99_ms, ".3f"),
+                _num(row.added_latency_us, ".0f"),
+                _ratio(row.throughput_vs_floor),
+                _ratio(row.p50_vs_floor),
+                *ratios,
+                str(row.errors),
+            ]
+        )
     return table(headers, body)
 
 
@@ -124,6 +138,14 @@ def compare_text(result: CompareResult) -> str:
         f"the {FLOOR} floor is one ONNX Runtime call at a time, in-process):",
         summary_table(result.rows, low, high),
     ]
+    held = {vs.server for row in result.rows for vs in row.vs.values()}
+    references = reference_servers(held)
+    if references:
+        parts.append(
+            "ratios: row / "
+            + ", ".join(f"{server} for {label}" for label, server in references.items())
+            + " (the same path, else the first of the same transport)"
+        )
     for server, notes in meta.get("server_notes", {}).items():
         parts.append(f"{server}: " + "; ".join(notes))
     for skip in result.skipped:
@@ -145,7 +167,7 @@ def run_notes(rows: Iterable[tuple[str, str, RunResult]]) -> list[str]:
 def compare_json(result: CompareResult) -> dict[str, Any]:
     return {
         "meta": result.meta,
-        "summary": [row.__dict__ for row in result.rows],
+        "summary": [dataclasses.asdict(row) for row in result.rows],
         "points": [
             {
                 "server": p.server,
@@ -195,7 +217,8 @@ def plot_compare(result: CompareResult, png_path: Path) -> None:
         if p.runs:
             series.setdefault((p.server, p.path), []).append(p)
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharex=True)
-    colors: Callable[[int], Any] = plt.get_cmap("tab10")
+    # 20 colours: Modelgate's 4 paths, MLServer's 3 and 2 each for the Triton entries, at least
+    colors: Callable[[int], Any] = plt.get_cmap("tab20")
     for ax, key in zip(axes, ("p50", "p99"), strict=True):
         for i, ((server, route), pts) in enumerate(series.items()):
             pts = sorted(pts, key=lambda p: p.concurrency)

@@ -299,6 +299,48 @@ def triton_spec(
     )
 
 
+PYTHON_BACKEND_NOTE = (
+    "Python backend: onnxruntime (1 intra-op thread) in the backend's stub process, each "
+    "request crossing to it through shared memory; the wheel has no ONNX Runtime backend, so "
+    "this is not Triton's best case"
+)
+
+
+def bench_spec(
+    install: TritonInstall,
+    root: Path,
+    model: ModelSpec,
+    model_file: Path,
+    *,
+    name: str,
+    max_batch_size: int,
+    dynamic_batching: bool,
+    max_queue_delay_us: int,
+    host: str,
+) -> PeerSpec:
+    """A Triton peer for the bench: `model_file` served as `model` (its version; "1" where it
+    names none) from a repository under `root`, with one model instance. Raises ValueError for
+    dynamic batching with `max_batch_size` 0."""
+    repository = root / "models"
+    add_onnx_model(
+        repository,
+        model.name,
+        model_file,
+        version=model.version or "1",
+        max_batch_size=max_batch_size,
+        dynamic_batching=dynamic_batching,
+        max_queue_delay_us=max_queue_delay_us,
+    )
+    batching = (
+        f"dynamic batching on (max_batch_size {max_batch_size}, max_queue_delay "
+        f"{max_queue_delay_us} us)"
+        if dynamic_batching
+        else f"dynamic batching off (max_batch_size {max_batch_size})"
+    )
+    notes = (PYTHON_BACKEND_NOTE, batching, "one model instance, metrics off")
+    return triton_spec(install, root, repository, name=name, host=host, notes=notes)
+
+
 class TritonServer:
     """One tritonserver serving `repository` on 127.0.0.1, unpinned, for tests and tools: a
     context manager, or `start()` then `stop()` (SIGTERM: in-flight requests finish) or `kill()`

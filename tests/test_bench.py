@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,17 @@ import numpy as np
 import pytest
 from gateway.bench import h2load, loadgen, report, wrk
 from gateway.bench.cli import main
-from gateway.bench.compare import FLOOR, FLOOR_PATH, MLSERVER, Point, counterpart, summarize_rows
+from gateway.bench.compare import (
+    FLOOR,
+    FLOOR_PATH,
+    MLSERVER,
+    TRITON,
+    TRITON_NOBATCH,
+    PeerRatio,
+    Point,
+    counterpart,
+    summarize_rows,
+)
 from gateway.bench.journal import (
     AppendCase,
     AppendPoint,
@@ -551,13 +562,53 @@ def test_summary_rows_added_latency_and_ratios() -> None:
     assert binary.added_latency_us == pytest.approx(250.0)
     assert binary.throughput_vs_floor == pytest.approx(0.9)
     assert binary.p50_vs_floor == pytest.approx(26.0)
-    assert binary.mlserver_counterpart == "http-json"  # MLServer has no binary extension
-    assert binary.throughput_vs_mlserver == pytest.approx(9_000 / 2_500)
-    assert binary.p99_vs_mlserver == pytest.approx(24.0 / 120.0)
+    # MLServer has no binary extension: held against its HTTP JSON path
+    assert binary.vs["MLServer"] == PeerRatio(
+        MLSERVER, "http-json", pytest.approx(9_000 / 2_500), pytest.approx(24.0 / 120.0)
+    )
     raw = rows[("modelgate", "grpc-raw")]
-    assert raw.mlserver_counterpart == "grpc-raw"
-    assert raw.throughput_vs_mlserver == pytest.approx(2.0)
-    assert rows[(MLSERVER, "grpc-raw")].throughput_vs_mlserver is None
+    assert raw.vs["MLServer"].path == "grpc-raw"
+    assert raw.vs["MLServer"].throughput == pytest.approx(2.0)
+    assert "Triton" not in raw.vs  # not measured
+    assert rows[(MLSERVER, "grpc-raw")].vs == {}
+
+
+def test_summary_rows_hold_every_server_against_triton_with_batching_first() -> None:
+    points = [
+        _point("modelgate", "http-json", 64, 9_000, 6.0, 24.0),
+        _point("modelgate", "grpc-typed", 64, 2_000, 20.0, 40.0),
+        _point(MLSERVER, "http-json", 64, 2_500, 20.0, 120.0),
+        _point(TRITON_NOBATCH, "http-json", 64, 1_000, 60.0, 90.0),
+        _point(TRITON, "http-json", 64, 3_000, 20.0, 30.0),
+        _point(TRITON, "grpc-raw", 64, 4_000, 16.0, 20.0),
+    ]
+    rows = {(r.server, r.path): r for r in summarize_rows(points, low=64, high=64)}
+    json_row = rows[("modelgate", "http-json")]
+    assert json_row.vs["Triton"] == PeerRatio(TRITON, "http-json", 3.0, pytest.approx(0.8))
+    assert json_row.vs["MLServer"].throughput == pytest.approx(3.6)
+    assert rows[("modelgate", "grpc-typed")].vs["Triton"] == PeerRatio(TRITON, "grpc-raw", 0.5, 2.0)
+    # Triton's rows are held against MLServer, not against Triton; MLServer's against Triton
+    assert set(rows[(TRITON_NOBATCH, "http-json")].vs) == {"MLServer"}
+    assert rows[(MLSERVER, "http-json")].vs["Triton"].throughput == pytest.approx(2_500 / 3_000)
+    # without the batching entry, the other one is the reference
+    alone = [p for p in points if p.server != TRITON]
+    rows = {(r.server, r.path): r for r in summarize_rows(alone, low=64, high=64)}
+    assert rows[("modelgate", "http-json")].vs["Triton"].server == TRITON_NOBATCH
+    assert "Triton" not in rows[("modelgate", "grpc-typed")].vs  # no gRPC path measured
+
+
+def test_summary_table_shows_ratio_columns_of_measured_references_only() -> None:
+    points = [
+        _point("modelgate", "http-binary", 64, 9_000, 6.0, 24.0),
+        _point(TRITON, "http-json", 64, 3_000, 20.0, 30.0),
+    ]
+    rows = summarize_rows(points, low=64, high=64)
+    text = report.summary_table(rows, 64, 64)
+    header = text.splitlines()[0]
+    assert "vs Triton: req/s, p99" in header
+    assert "MLServer" not in header
+    cells = re.split(r"\s{2,}", text.splitlines()[2])
+    assert cells[-2:] == ["3.00x, 0.80x (http-json)", "0"]
 
 
 def test_counterpart_falls_back_within_transport_only() -> None:
