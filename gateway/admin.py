@@ -19,6 +19,7 @@ from typing import Any
 from gateway.control import Control
 from gateway.errors import GatewayError, InvalidInput
 from gateway.governance.approvals import ChangeState, Importance
+from gateway.monitoring.health import DEFAULT_WINDOW, parse_window
 
 Document = Mapping[str, Any]
 Run = Callable[[Control, str, Document], Awaitable[dict[str, Any]]]
@@ -148,6 +149,15 @@ def _steer(verb: str) -> Run:
     return steer
 
 
+async def _health(control: Control, actor: str, document: Document) -> dict[str, Any]:
+    window = document.get("window") or DEFAULT_WINDOW
+    if not isinstance(window, str):
+        raise InvalidInput("'window' must be a duration such as 300, 5m or 1h")
+    deployment = _text(document, DEPLOYMENT)
+    version = _text(document, "version", required=False) or None
+    return control.service.health(deployment, version, parse_window(window))
+
+
 async def _importance(control: Control, actor: str, document: Document) -> dict[str, Any]:
     importance = Importance.parse(document.get("importance"))
     return await control.lifecycle.set_importance(
@@ -180,6 +190,7 @@ CALLS: tuple[AdminCall, ...] = (
     AdminCall("ListDeployments", "GET", "/deployments", "read", "ListDeploymentsResponse", _list),
     AdminCall("GetDeployment", "GET", _ONE, "read", "Deployment", _get),
     AdminCall("GetHistory", "GET", _ONE + "/history", "read", "HistoryResponse", _history),
+    AdminCall("GetHealth", "GET", _ONE + "/health", "read", "HealthReport", _health),
     AdminCall("LoadVersion", "POST", _ONE + "/versions", "load", "Deployment", _load),
     AdminCall("UnloadVersion", "DELETE", _VERSION, "unload", "Deployment", _unload),
     AdminCall("WarmUpVersion", "POST", _VERSION + "/warmup", "load", "WarmUpResponse", _warm_up),

@@ -76,10 +76,12 @@ class Client:
         url = f"{self.url.rstrip('/')}/admin{call.http_path.format_map(params)}"
         headers = {"Authorization": f"Bearer {self.token}"}
         data = None
-        if request.upload is not None:
+        if request.upload is not None or call.http_method == "GET":
+            # the fields go in the query: the body is the file, or there is none
             data = request.upload
             headers["Content-Type"] = "application/octet-stream"
-            url += "?" + urllib.parse.urlencode(request.body or {})
+            if request.body:
+                url += "?" + urllib.parse.urlencode(request.body)
         elif request.body is not None:
             data = orjson.dumps(request.body)
             headers["Content-Type"] = "application/json"
@@ -170,6 +172,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _reason(shadow)
 
     _reason(_target(add("rollback", "restore the policy before the current one", _rollback)))
+
+    health = _target(add("health", "service health of the versions", _health, _render_health))
+    health.add_argument("--window", default="5m", help="e.g. 300, 5m, 1h (default 5m)")
+    health.add_argument("--version", default="", help="one version only")
 
     importance = _target(add("importance", "set a deployment's importance", _importance))
     importance.add_argument("level", choices=("low", "moderate", "high", "critical"))
@@ -327,6 +333,11 @@ def _rollback(args: argparse.Namespace) -> Request:
     return Request("Rollback", _of(args), {"reason": args.reason})
 
 
+def _health(args: argparse.Namespace) -> Request:
+    query = {"window": args.window, "version": args.version}
+    return Request("GetHealth", _of(args), {k: v for k, v in query.items() if v})
+
+
 def _importance(args: argparse.Namespace) -> Request:
     body = {"importance": args.level, "reason": args.reason}
     return Request("SetImportance", _of(args), body)
@@ -472,6 +483,30 @@ def _render_deployment(deployment: Mapping[str, Any]) -> str:
         change = f"change {pending['id']} ({pending['operation']})"
         lines.insert(0, f"pending approval: {change}, not applied until approved\n")
     return "\n".join(lines)
+
+
+def _render_health(answer: Mapping[str, Any]) -> str:
+    rows = (
+        (
+            v["version"],
+            v["state"],
+            v["requests"],
+            f"{v['rate_per_s']:.1f}",
+            _percent(v["client_error_rate"]),
+            _percent(v["server_error_rate"]),
+            _percent(v["data_error_rate"]),
+            " / ".join(f"{v['latency_ms'][p]:.2f}" for p in ("p50", "p95", "p99")),
+            v["slow"],
+            f"{v['batch_size_mean']:.1f}",
+            f"{v['queue_ms_mean']:.2f}",
+        )
+        for v in answer["versions"]
+    )
+    header = (
+        "VERSION", "STATE", "REQUESTS", "REQ/S", "4XX", "5XX", "DATA ERR",
+        "P50 / P95 / P99 MS", "SLOW", "BATCH", "QUEUE MS",
+    )  # fmt: skip
+    return _table(header, rows)
 
 
 def _render_changes(answer: Mapping[str, Any]) -> str:

@@ -111,6 +111,19 @@ class JournalConfig:
 
 
 @dataclass(frozen=True)
+class MonitoringConfig:
+    """`[monitoring]`: service health, drift and accuracy."""
+
+    slow_request_ms: float = 100.0  # answered slower than this: counted as slow
+    health_period_s: float = 10.0  # health windows: a snapshot of the counters this often
+    health_horizon: int = 360  # snapshots kept (one hour at the default period)
+
+    def __post_init__(self) -> None:
+        if self.slow_request_ms <= 0 or self.health_period_s <= 0 or self.health_horizon < 1:
+            raise ConfigError("monitoring: durations must be > 0 and health_horizon >= 1")
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     """`[auth]`: who may call. The admin API and journal reads always need credentials."""
 
@@ -138,6 +151,7 @@ class ServerConfig:
     model_defaults: ModelConfig = field(default_factory=ModelConfig)
     change_ttl_s: float = 3600.0  # how long a change request waits for its approval
     health_interval_s: float = 2.0  # remote versions' health checks, which feed their breakers
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     # `[breaker]`: when a version is ejected from routing (lifecycle/breaker.py BreakerConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
 

@@ -18,13 +18,13 @@ from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.config import ServerConfig
 from gateway.errors import GatewayError, InvalidInput
 from gateway.governance.approvals import (
     CHANGE_APPROVED,
     CHANGE_EXPIRED,
     CHANGE_REJECTED,
     CHANGE_REQUESTED,
-    DEFAULT_TTL_S,
     ChangeRequest,
     ChangeRequests,
     ChangeState,
@@ -32,10 +32,9 @@ from gateway.governance.approvals import (
 from gateway.governance.identity import TOKEN_CREATED, TOKEN_REVOKED, TokenInfo, TokenStore
 from gateway.governance.ledger import ADMIN, Ledger
 from gateway.governance.rbac import Role
-from gateway.lifecycle.breaker import BreakerConfig
 from gateway.lifecycle.operations import Lifecycle
-from gateway.lifecycle.registry import Registry
 from gateway.lifecycle.sources import Sources
+from gateway.serving import InferenceService
 
 SECRET_HASH = "secret_sha256"  # payload key of token records: what `replay` restores from
 _CHANGE_RECORDS = (CHANGE_REQUESTED, CHANGE_APPROVED, CHANGE_REJECTED, CHANGE_EXPIRED)
@@ -52,24 +51,37 @@ _APPROVAL: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVa
 
 
 class Control:
-    """Tokens, and with a registry (the server; not the offline `modelgate token`) the
-    lifecycle of deployments."""
+    """Tokens, and with the inference service (the server; not the offline `modelgate token`)
+    the lifecycle of its deployments and its monitoring reports."""
 
     def __init__(
         self,
         tokens: TokenStore,
         ledger: Ledger | None,
-        registry: Registry | None = None,
+        service: InferenceService | None = None,
         sources: Sources | None = None,
-        breaker: BreakerConfig | None = None,
-        change_ttl_s: float = DEFAULT_TTL_S,
+        config: ServerConfig | None = None,
     ) -> None:
+        config = config or ServerConfig()
         self._tokens = tokens
         self._ledger = ledger
-        self._changes = ChangeRequests(change_ttl_s)
+        self._changes = ChangeRequests(config.change_ttl_s)
         self._lifecycle = None
-        if registry is not None and sources is not None:
-            self._lifecycle = Lifecycle(registry, sources, self._journal, breaker)
+        self._service = service
+        if service is not None and sources is not None:
+            self._lifecycle = Lifecycle(
+                service.registry,
+                sources,
+                self._journal,
+                config.breaker,
+                config.monitoring.slow_request_ms,
+            )
+
+    @property
+    def service(self) -> InferenceService:
+        if self._service is None:
+            raise RuntimeError("this Control manages tokens only")
+        return self._service
 
     @property
     def lifecycle(self) -> Lifecycle:

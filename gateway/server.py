@@ -48,9 +48,7 @@ async def serve(config: ServerConfig) -> None:
         tokens = TokenStore(config.tokens_path)
         service = InferenceService(config, ledger)
         where = Sources(Path(config.repository), config.uploads_path, config.model_defaults)
-        control = Control(
-            tokens, ledger, service.registry, where, config.breaker, config.change_ttl_s
-        )
+        control = Control(tokens, ledger, service, where, config)
         replayed = await control.replay_tokens()
         if replayed:
             logger.warning("the token file was behind the journal: %d changes restored", replayed)
@@ -104,6 +102,7 @@ async def _serve(
             logger.info("control state: %d admin records replayed", replayed)
         service.loaded = True
         control.lifecycle.watch_health(config.health_interval_s)
+        service.start_monitoring()
         # Everything allocated so far (modules, sessions, tables) lives as long as the process:
         # keep it out of the collector's full passes, which otherwise scan it all (~13 ms here)
         # several times a second under load and show up as the p99.

@@ -44,6 +44,7 @@ from gateway.lifecycle.registry import Registry, VersionEntry, VersionState
 from gateway.lifecycle.router import FAILOVER, PINNED
 from gateway.lifecycle.shadow import ShadowSender
 from gateway.loading import LoadedVersion
+from gateway.monitoring.health import Health, HealthHistory
 from gateway.protocol.types import InferOutput, InferRequest, InferResponse
 from gateway.protocol.validation import CheckedRequest, check_request
 from gateway.tracing import RequestMarks, make_tracer
@@ -69,8 +70,27 @@ class InferenceService:
         self._tracer = make_tracer(config.tracing)
         self._ledger = ledger
         self._shadows = ShadowSender()
+        monitoring = config.monitoring
+        self.health_history = HealthHistory(
+            self._health_sources, monitoring.health_period_s, monitoring.health_horizon
+        )
+        self._health_task: asyncio.Task[None] | None = None
+
+    def _health_sources(self) -> list[tuple[tuple[str, str], Health]]:
+        return [((e.deployment, e.version), e.health) for e in self.registry.entries()]
+
+    def start_monitoring(self) -> None:
+        """Take the health snapshots every period from now on."""
+        self._health_task = asyncio.get_running_loop().create_task(self._snapshot_health())
+
+    async def _snapshot_health(self) -> None:
+        while True:
+            await asyncio.sleep(self.health_history.period_s)  # a period, not a synchronization
+            self.health_history.take()
 
     async def close(self) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
         await self._shadows.close()
         for loaded in self.registry.loaded():
             await loaded.close()
@@ -97,7 +117,8 @@ class InferenceService:
             if route is None:
                 self.registry.deployment(deployment).production()  # raises why not
                 raise ModelNotReady(deployment, "", "no traffic policy")
-        blamed = chain[0] if route is None else None
+        blamed = chain[0] if route is None else None  # the version a failure counts against
+        attempts_charged = False
         try:
             request, wire = decode()
             decoded = perf_counter_ns()
@@ -108,8 +129,12 @@ class InferenceService:
             head = chain[0].loaded
             assert head is not None  # routes and pins hold READY versions only
             checked = check_request(request, head.signature, head.config.max_batch_size)
-            answered, outputs, timing = await self._run_chain(chain, checked, started)
-            blamed = None  # the versions that failed on the way were charged by _run_chain
+            try:
+                answered, outputs, timing = await self._run_chain(chain, checked, started)
+            except GatewayError:
+                attempts_charged = True  # every version that failed was charged by _run_chain
+                raise
+            blamed = answered
             inferred = perf_counter_ns()
             target = answered.loaded
             assert target is not None
@@ -130,12 +155,21 @@ class InferenceService:
                     self._shadows.send(shadow, checked, outputs)
             if self._ledger is not None:
                 await self._record(self._ledger, target, request, response, started, reason)
-        except GatewayError:
-            if blamed is not None and blamed.loaded is not None:
-                blamed.loaded.stats.record_failure(perf_counter_ns() - started)
+        except GatewayError as error:
+            if blamed is None and route is not None:
+                # rejected before routing (undecodable): the version it would have reached
+                blamed, _ = route.pick(routing_key)
+            if blamed is not None:
+                elapsed = perf_counter_ns() - started
+                if not attempts_charged and blamed.loaded is not None:
+                    blamed.loaded.stats.record_failure(elapsed)
+                blamed.health.failed(error.kind, elapsed)
             raise
         encoded = perf_counter_ns()
         target.stats.record_success(encoded - started, checked.rows, timing)
+        answered.health.answered(
+            encoded - started, checked.rows, timing.batch_size, timing.queue_ns
+        )
         if self._tracer is not None:
             marks = RequestMarks(started, decoded, inferred, encoded)
             self._tracer.record(deployment, answered.version, response.id, marks, timing)
@@ -336,6 +370,24 @@ class InferenceService:
         else:
             chosen = self.registry.entries()
         return [v.loaded.stats.as_triton_dict(v.deployment, v.version) for v in chosen if v.loaded]
+
+    def health(self, deployment: str, version: str | None, window_s: float) -> dict[str, Any]:
+        """Service health of a deployment's versions (or one) over the last `window_s`."""
+        entries = self.registry.deployment(deployment).versions
+        if version and version not in entries:
+            raise ModelNotFound(deployment, version)
+        chosen = [entries[version]] if version else list(entries.values())
+        return {
+            "deployment": deployment,
+            "versions": [
+                {
+                    "version": e.version,
+                    "state": e.state.value,
+                    **self.health_history.window((deployment, e.version), e.health, window_s),
+                }
+                for e in chosen
+            ],
+        }
 
     @property
     def journal_stats(self) -> Callable[[], JournalStats] | None:

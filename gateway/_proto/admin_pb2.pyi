@@ -352,3 +352,21 @@ class ChangeDecision(_message.Message):
     id: str
     reason: str
     def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class HealthRequest(_message.Message):
+    __slots__ = ("deployment", "version", "window")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    version: str
+    window: str
+    def __init__(self, deployment: _Optional[str] = ..., version: _Optional[str] = ..., window: _Optional[str] = ...) -> None: ...
+
+class HealthReport(_message.Message):
+    __slots__ = ("deployment", "versions")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    versions: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
+    def __init__(self, deployment: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ...) -> None: ...

@@ -69,6 +69,11 @@ class AdminStub:
                 request_serializer=gateway_dot___proto_dot_admin__pb2.DeploymentRequest.SerializeToString,
                 response_deserializer=gateway_dot___proto_dot_admin__pb2.HistoryResponse.FromString,
                 _registered_method=True)
+        self.GetHealth = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/GetHealth',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.HealthRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.HealthReport.FromString,
+                _registered_method=True)
         self.LoadVersion = channel.unary_unary(
                 '/modelgate.admin.v1.Admin/LoadVersion',
                 request_serializer=gateway_dot___proto_dot_admin__pb2.LoadVersionRequest.SerializeToString,
@@ -191,6 +196,15 @@ class AdminServicer:
 
     def GetHistory(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHealth(self, request, context):
+        """Service health over the last `window` (seconds, or 5m, 1h; default 5m): request rate,
+        client (4xx) / server (5xx) / data error rates, latency p50/p95/p99, slow requests,
+        batch sizes, queue time — per version, or for `version` alone.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -328,6 +342,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetHistory,
                     request_deserializer=gateway_dot___proto_dot_admin__pb2.DeploymentRequest.FromString,
                     response_serializer=gateway_dot___proto_dot_admin__pb2.HistoryResponse.SerializeToString,
+            ),
+            'GetHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHealth,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.HealthRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.HealthReport.SerializeToString,
             ),
             'LoadVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.LoadVersion,
@@ -594,6 +613,33 @@ class Admin:
             '/modelgate.admin.v1.Admin/GetHistory',
             gateway_dot___proto_dot_admin__pb2.DeploymentRequest.SerializeToString,
             gateway_dot___proto_dot_admin__pb2.HistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/GetHealth',
+            gateway_dot___proto_dot_admin__pb2.HealthRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.HealthReport.FromString,
             options,
             channel_credentials,
             insecure,

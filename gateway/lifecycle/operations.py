@@ -25,7 +25,13 @@ from gateway.errors import GatewayError, InvalidInput
 from gateway.governance.approvals import Importance
 from gateway.lifecycle import rollout
 from gateway.lifecycle.breaker import BreakerConfig, BreakerState, CircuitBreaker
-from gateway.lifecycle.registry import Deployment, Registry, VersionEntry, VersionState
+from gateway.lifecycle.registry import (
+    DEFAULT_SLOW_MS,
+    Deployment,
+    Registry,
+    VersionEntry,
+    VersionState,
+)
 from gateway.lifecycle.rollout import Hold, Promote, Rollback, RolloutPlan, RolloutStatus, SetWeight
 from gateway.lifecycle.router import TrafficPolicy
 from gateway.lifecycle.sources import (
@@ -37,6 +43,7 @@ from gateway.lifecycle.sources import (
     store_upload,
 )
 from gateway.lifecycle.warmup import Golden, warm_up
+from gateway.monitoring.health import Health
 from gateway.protocol.types import ModelSignature
 from gateway.repository import VersionSource
 
@@ -63,17 +70,25 @@ class Lifecycle:
         sources: Sources,
         journal: Journal,
         breaker: BreakerConfig | None = None,
+        slow_ms: float = DEFAULT_SLOW_MS,
     ) -> None:
         self.registry = registry
         self._sources = sources
         self._journal = journal
         self._breaker = breaker or BreakerConfig()
+        self._slow_ms = slow_ms
         self._lock = asyncio.Lock()
         self._drivers: dict[str, asyncio.Task[None]] = {}  # deployment -> its rollout's task
         self._watcher: asyncio.Task[None] | None = None
 
     def _entry(self, deployment: str, version: str, source: dict[str, Any]) -> VersionEntry:
-        return VersionEntry(deployment, version, source, breaker=CircuitBreaker(self._breaker))
+        return VersionEntry(
+            deployment,
+            version,
+            source,
+            breaker=CircuitBreaker(self._breaker),
+            health=Health(self._slow_ms),
+        )
 
     async def close(self) -> None:
         """Stop the rollout controllers (their state is in the journal) and the health checks."""

@@ -77,6 +77,7 @@ class WindowMetrics:
     failures: int
     p50_ms: float
     p99_ms: float
+    p95_ms: float = 0.0
 
     @property
     def success_rate(self) -> float:
@@ -120,6 +121,7 @@ class OutcomeSnapshot:
             failures=failures,
             p50_ms=_quantile_ms(counts, requests, 0.50),
             p99_ms=_quantile_ms(counts, requests, 0.99),
+            p95_ms=_quantile_ms(counts, requests, 0.95),
         )
 
 

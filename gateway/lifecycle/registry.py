@@ -22,7 +22,10 @@ from gateway.lifecycle.rollout import RolloutStatus
 from gateway.lifecycle.router import EMPTY_TABLE, Route, RoutingTable, TrafficPolicy
 from gateway.lifecycle.shadow import ShadowStats
 from gateway.loading import LoadedVersion
+from gateway.monitoring.health import Health
 from gateway.protocol.types import ModelSignature
+
+DEFAULT_SLOW_MS = 100.0
 
 
 class VersionState(enum.Enum):
@@ -44,6 +47,7 @@ class VersionEntry:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     outcomes: Outcomes = field(default_factory=Outcomes)  # as primary or fallback
     shadow: ShadowStats = field(default_factory=ShadowStats)  # as a shadow
+    health: Health = field(default_factory=lambda: Health(DEFAULT_SLOW_MS))  # as answering
     samples: list[dict[str, Any]] = field(default_factory=list)  # its warm-up inputs
     inflight: int = 0
     _idle: asyncio.Event | None = None

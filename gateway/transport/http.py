@@ -22,6 +22,7 @@ from gateway.governance.access import PRINCIPAL, AccessControl
 from gateway.governance.identity import single_authorization
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import exposition, make_registry
+from gateway.monitoring.health import DEFAULT_WINDOW, parse_window
 from gateway.serving import InferenceService
 
 logger = logging.getLogger("modelgate")
@@ -127,6 +128,7 @@ def create_app(
         add("GET", prefix + "/config", "read", routes.model_config)
         add("GET", prefix + "/stats", "read", routes.statistics)
         add("POST", prefix + "/infer", "infer", routes.infer)
+        add("GET", prefix + "/health", "read", routes.health)
     add("GET", "/admin/tokens", "token.list", routes.list_tokens)
     add("POST", "/admin/tokens", "token.create", routes.create_token)
     add("DELETE", "/admin/tokens/{token_id}", "token.revoke", routes.revoke_token)
@@ -191,6 +193,11 @@ class _Routes:
         model, version = request.match_info.get("model", ""), request.match_info.get("version")
         return _json({"model_stats": self._service.statistics(model, version)})
 
+    async def health(self, request: web.Request) -> web.Response:
+        model, version = request.match_info["model"], request.match_info.get("version")
+        window_s = parse_window(request.query.get("window", DEFAULT_WINDOW))
+        return _json(self._service.health(model, version, window_s))
+
     async def repository_index(self, request: web.Request) -> web.Response:
         body = await request.read()
         ready_only = False
@@ -222,16 +229,17 @@ class _Routes:
         return _json(info.to_dict())
 
     def admin(self, call: AdminCall) -> Handler:
-        """The route of one admin call: the JSON body (or, for an upload, the raw ONNX file
-        with the other fields in the query) plus the path's parameters."""
+        """The route of one admin call: the query's fields, the JSON body's (or, for an upload,
+        the raw ONNX file), and the path's parameters."""
 
         async def handle(request: web.Request) -> web.Response:
             body = await request.read()
             document: dict[str, Any]
+            document = dict(request.query)
             if request.content_type == "application/octet-stream":
-                document = {**request.query, "model": body}
-            else:
-                document = rest.decode_object(body) if body.strip() else {}
+                document["model"] = body
+            elif body.strip():
+                document.update(rest.decode_object(body))
             document.update(request.match_info)
             actor = PRINCIPAL.get().actor
             result, pending = await dispatch(self._control, call, actor, document)
