@@ -159,6 +159,14 @@ class LifecycleCollector(Collector):
                 ("disagreed", "Shadow answers that did not agree with the primary's"),
             )
         }
+        errors = CounterMetricFamily(
+            "modelgate_request_errors",
+            "Failed requests by fault: client (4xx), server (5xx), data (rejected inputs)",
+            labels=[*labels, "fault"],
+        )
+        slow = CounterMetricFamily(
+            "modelgate_slow_requests", "Answers slower than slow_request_ms", labels=labels
+        )
         for deployment in self._source():
             policy = deployment.policy
             for entry in deployment.versions.values():
@@ -168,10 +176,14 @@ class LifecycleCollector(Collector):
                 breaker = entry.breaker.snapshot()
                 ejected.add_metric(values, 0.0 if breaker["state"] == "closed" else 1.0)
                 ejections.add_metric(values, cast(int, breaker["ejections"]))
+                counts = entry.health.counts
+                for fault in ("client", "server", "data"):
+                    errors.add_metric([*values, fault], getattr(counts, f"{fault}_errors"))
+                slow.add_metric(values, counts.slow)
                 stats = entry.shadow
                 for field, family in shadow.items():
                     family.add_metric(values, getattr(stats, field))
-        yield from (share, ejected, ejections, *shadow.values())
+        yield from (share, ejected, ejections, errors, slow, *shadow.values())
 
 
 def make_registry(

@@ -65,6 +65,10 @@ def test_health_counts_answers_rejections_and_failures(gateway: Server) -> None:
     assert 0 < version["latency_ms"]["p50"] <= version["latency_ms"]["p95"]
     assert version["latency_ms"]["p95"] <= version["latency_ms"]["p99"]
     assert version["slow"] == 0 and version["rate_per_s"] > 0
+    metrics = http_request("GET", f"{gateway.http_url}/metrics").body.decode()
+    for fault, count in (("client", 3), ("server", 2), ("data", 3)):
+        labels = f'deployment="{deployment}",fault="{fault}",version="1"'
+        assert f"modelgate_request_errors_total{{{labels}}} {count}.0" in metrics
 
 
 def test_health_is_the_same_over_the_admin_api_on_both_transports(gateway: Server) -> None:
