@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import queue
 import threading
 from collections import deque
@@ -25,7 +26,10 @@ from time import perf_counter_ns
 
 import numpy as np
 
+logger = logging.getLogger("modelgate")
+
 RunFn = Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]
+Observer = Callable[[Mapping[str, np.ndarray], list[np.ndarray]], None]
 Results = list[tuple[list[np.ndarray], "Timing"]]
 
 
@@ -67,6 +71,8 @@ class DynamicBatcher:
     ) -> None:
         # set at construction, read-only afterwards
         self._run = run
+        self._name = name
+        self._observer: Observer | None = None
         self._max_rows = max_batch_size  # 0: one request per run
         self._delay_s = max_queue_delay_ns / 1e9
         self._instances = instances
@@ -160,15 +166,31 @@ class DynamicBatcher:
         """Worker thread body."""
         while (item := self._work.get()) is not None:
             loop, batch = item
+            ran: tuple[Mapping[str, np.ndarray], list[np.ndarray]] | None = None
             try:
-                results, error = self._execute(batch), None
+                results, ran, error = *self._execute(batch), None
             except Exception as failure:  # fails this batch, never the worker
                 results = []
                 error = failure if isinstance(failure, BatchError) else BatchError(str(failure))
             loop.call_soon_threadsafe(self._finish, batch, results, error)
+            observer = self._observer
+            if observer is not None and ran is not None:
+                # after the answers were handed back: the clients do not wait for it
+                try:
+                    observer(*ran)
+                except Exception:  # an observer's failure is its own, never the batch's
+                    logger.exception("the batch observer of %s failed", self._name)
 
-    def _execute(self, batch: list[_Pending]) -> Results:
-        """Worker thread: concatenate, run, slice back. Touches only `batch`."""
+    def observe(self, observer: Observer | None) -> None:
+        """Hand every successful run's feeds and outputs to `observer`, in the worker thread
+        (e.g. the drift sketches). Set after warm-up, so warm-up samples are not observed."""
+        self._observer = observer
+
+    def _execute(
+        self, batch: list[_Pending]
+    ) -> tuple[Results, tuple[Mapping[str, np.ndarray], list[np.ndarray]]]:
+        """Worker thread: concatenate, run, slice back; the results, and the run's feeds and
+        outputs. Touches only `batch`."""
         begin = perf_counter_ns()
         if len(batch) == 1:
             feeds = batch[0].feeds
@@ -201,7 +223,7 @@ class DynamicBatcher:
                 batch_size=rows,
             )
             results.append((part, timing))
-        return results
+        return results, (feeds, outputs)
 
     def _finish(self, batch: list[_Pending], results: Results, error: BatchError | None) -> None:
         self._busy -= 1

@@ -405,3 +405,35 @@ async def test_close_drains_a_running_batch():
     results = await asyncio.wait_for(asyncio.gather(*queued, return_exceptions=True), WAIT_S)
     for result in results:  # each either ran or was refused, never left hanging
         assert isinstance(result, BatchError | tuple)
+
+
+async def test_an_observer_sees_every_run_and_cannot_fail_one() -> None:
+    model = FakeModel(poison=99.0)
+    batcher, _ = make_batcher(model)
+    seen: list[tuple[dict[str, np.ndarray], list[np.ndarray]]] = []
+    observed = threading.Event()
+
+    def observer(feeds: Mapping[str, np.ndarray], outputs: list[np.ndarray]) -> None:
+        seen.append(({k: np.array(v) for k, v in feeds.items()}, [np.array(o) for o in outputs]))
+        observed.set()
+        raise RuntimeError("a broken observer")
+
+    rng = np.random.default_rng(7)
+    first = request(rng, 2)
+    await batcher.submit(first, 2, "k")  # before observe: not seen
+    batcher.observe(observer)
+    second = request(rng, 3)
+    await batcher.submit(second, 3, "k")
+    assert await asyncio.to_thread(observed.wait, WAIT_S)
+    poisoned = request(rng, 1)
+    poisoned["x"][0, 0] = 99.0
+    with pytest.raises(BatchError):
+        await batcher.submit(poisoned, 1, "k")  # a failed run is not observed
+    third = request(rng, 1)
+    assert len((await batcher.submit(third, 1, "k"))[0]) == 2  # the worker still runs
+    await batcher.close()
+    assert len(seen) == 2
+    np.testing.assert_array_equal(seen[0][0]["x"], second["x"])
+    for got, expected in zip(seen[0][1], FakeModel.alone(second), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(seen[1][0]["x"], third["x"])
