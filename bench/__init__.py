@@ -1,9 +1,11 @@
 """Load generator and side-by-side comparisons with peers (imported as `gateway.bench`).
 
 Modules, one job each:
-  cli           `python -m gateway.bench {compare,journal,load,report,direct}`; `main(argv)`
-  compare       the comparison run: floor, Modelgate, MLServer, interleaved repeats, summary
+  cli           `python -m gateway.bench {compare,journal,routing,load,report,direct}`
+  compare       the comparison run: floor, Modelgate, MLServer, Triton, interleaved repeats
   journal       what prediction journaling costs: the journal alone, Modelgate off vs on
+  routing       what a deployment's traffic policy costs: one version, a 90/10 split, a shadow
+  recorder      what the measuring commands share: settings, starting servers, points, skips
   measure       picks wrk / h2load / the Python generator for a path and runs one point
   loadgen       Python closed-loop and open-loop generators (open loop: no coordinated omission)
   pydriver      one point with the Python generator

@@ -1,8 +1,9 @@
-"""Command line: `python -m gateway.bench {compare,journal,load,report,direct} ...` (and
+"""Command line: `python -m gateway.bench {compare,journal,routing,load,report,direct} ...` (and
 `modelgate bench ...`).
 
-A thin shell: each option fills one field of `CompareConfig` or `JournalBenchConfig` (or one
-argument of a driver), and only this module prints results or picks exit codes.
+A thin shell: each option fills one field of `CompareConfig`, `JournalBenchConfig` or
+`RoutingBenchConfig` (or one argument of a driver), and only this module prints results or picks
+exit codes.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import compare as compare_mod
 from . import direct, measure, pydriver, report
 from . import journal as journal_mod
+from . import routing as routing_mod
 from .clients import Endpoint, check_path
 from .model import ModelSpec, ModelSpecError, random_rows
 from .payloads import PATHS, build_request_set
@@ -48,6 +51,9 @@ QUICK = Preset(2.0, 1, (1, 64), 0.5)
 # `journal`: about 4 minutes with the defaults on 2 cores; --quick about one.
 JOURNAL_FULL = Preset(5.0, 3, journal_mod.DEFAULT_CONCURRENCY, 1.0)
 JOURNAL_QUICK = Preset(2.0, 1, journal_mod.DEFAULT_CONCURRENCY, 0.5)
+# `routing`: about 4 minutes with the defaults; --quick under one.
+ROUTING_FULL = Preset(5.0, 3, routing_mod.DEFAULT_CONCURRENCY, 1.0)
+ROUTING_QUICK = Preset(2.0, 1, routing_mod.DEFAULT_CONCURRENCY, 0.5)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -146,51 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests in flight, comma list incl. 1 "
         f"(default {_csv(FULL.concurrency)}; quick {_csv(QUICK.concurrency)})",
     )
-    cmp.add_argument(
-        "--duration",
-        type=float,
-        default=None,
-        help=f"seconds per point (default {FULL.duration_s:g}; quick {QUICK.duration_s:g})",
-    )
-    cmp.add_argument(
-        "--repeats",
-        type=int,
-        default=None,
-        help=f"runs per point, median reported (default {FULL.repeats}; quick {QUICK.repeats})",
-    )
-    cmp.add_argument(
-        "--warmup",
-        type=float,
-        default=None,
-        help="unrecorded seconds per path before its first point "
-        f"(default {FULL.warmup_s:g}; quick {QUICK.warmup_s:g})",
-    )
-    cmp.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke-run defaults (about a minute); explicit options still win",
-    )
-    _client_options(cmp)
-    cmp.add_argument(
-        "--no-pin",
-        action="store_true",
-        help="do not pin servers and load generators to separate cores",
-    )
-    cmp.add_argument(
-        "--server-cores",
-        type=_cores,
-        default=None,
-        help="cores for servers and the floor (default: first allowed)",
-    )
-    cmp.add_argument(
-        "--client-cores",
-        type=_cores,
-        default=None,
-        help="cores for load generators (default: second allowed)",
-    )
-    cmp.add_argument("--seed", type=int, default=0, help="seed of the random request rows")
-    cmp.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help="folder for JSON, PNG and server logs"
+    _run_options(
+        cmp,
+        FULL,
+        QUICK,
+        warmup_help="unrecorded seconds per path before its first point",
+        server_cores_help="cores for servers and the floor (default: first allowed)",
+        out_help="folder for JSON, PNG and server logs",
     )
     cmp.add_argument(
         "--cache-dir",
@@ -198,17 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=default_cache_dir(),
         help="where the peers' venvs (MLServer, Triton) live (reused)",
     )
-    cmp.add_argument(
-        "--ready-timeout",
-        type=float,
-        default=120.0,
-        help="seconds a server may take to become ready",
-    )
-    cmp.add_argument(
-        "--request-timeout", type=float, default=10.0, help="per-request timeout, seconds"
-    )
 
     _journal_parser(sub)
+    _routing_parser(sub)
 
     load = sub.add_parser(
         "load",
@@ -340,65 +300,149 @@ def _journal_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="gateway: the servers' [journal] fsync",
     )
     jr.add_argument(
-        "--duration",
-        type=float,
-        default=None,
-        help=f"seconds per point (default {JOURNAL_FULL.duration_s:g}; "
-        f"quick {JOURNAL_QUICK.duration_s:g})",
-    )
-    jr.add_argument(
-        "--repeats",
-        type=int,
-        default=None,
-        help=f"runs per point, median reported (default {JOURNAL_FULL.repeats}; "
-        f"quick {JOURNAL_QUICK.repeats})",
-    )
-    jr.add_argument(
-        "--warmup",
-        type=float,
-        default=None,
-        help="unrecorded seconds before each journal-alone run and per gateway point "
-        f"(default {JOURNAL_FULL.warmup_s:g}; quick {JOURNAL_QUICK.warmup_s:g})",
-    )
-    jr.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke-run defaults (about a minute); explicit options still win",
-    )
-    jr.add_argument(
         "--journal-dir",
         type=Path,
         default=None,
         help="where the temp journals and repositories go; its filesystem is what fsync "
         "measures (default: the system temp dir)",
     )
-    _client_options(jr)
-    jr.add_argument(
+    _run_options(
+        jr,
+        JOURNAL_FULL,
+        JOURNAL_QUICK,
+        warmup_help="unrecorded seconds before each journal-alone run and per gateway point",
+        server_cores_help="cores for the servers and the journal alone (default: first allowed)",
+        out_help="folder for JSON and server logs",
+    )
+
+
+def _routing_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rt = sub.add_parser(
+        "routing",
+        formatter_class=_Formatter,
+        help="deployment routing: req/s with one version, a 90/10 split, a shadow",
+        description="Start one Modelgate and, through its admin API, switch the model's "
+        "deployment between one version alone, a 90/10 split over two versions and one version "
+        "with the other as a shadow; requests name no version, so each is routed. Each path at "
+        "each concurrency runs every scenario once per repeat, interleaved; print a table "
+        "against the single version, write JSON.",
+    )
+    rt.add_argument(
+        "--model-repository",
+        type=Path,
+        default=DEFAULT_REPOSITORY,
+        help="model repository (NAME/VERSION/model.onnx)",
+    )
+    rt.add_argument("--model", default="credit_risk", help="model (deployment) name")
+    rt.add_argument(
+        "--versions",
+        type=_version_pair,
+        default=None,
+        help="OLD,NEW: the split gives OLD 90 and NEW 10; single and shadow serve NEW "
+        "(default: the two highest numeric versions)",
+    )
+    rt.add_argument(
+        "--paths",
+        type=_choices(tuple(PATHS)),
+        default=",".join(routing_mod.DEFAULT_PATHS),
+        help="comma list: " + ",".join(PATHS),
+    )
+    rt.add_argument(
+        "--concurrency",
+        type=_ints,
+        default=_csv(routing_mod.DEFAULT_CONCURRENCY),
+        help="requests in flight, comma list",
+    )
+    _run_options(
+        rt,
+        ROUTING_FULL,
+        ROUTING_QUICK,
+        warmup_help="unrecorded seconds per scenario, path and concurrency before the repeats",
+        server_cores_help="cores for the server (default: first allowed)",
+        out_help="folder for JSON and the server log",
+    )
+
+
+def _version_pair(text: str) -> tuple[str, str]:
+    parts = [v.strip() for v in text.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise argparse.ArgumentTypeError(f"expected OLD,NEW (two versions), got {text!r}")
+    return parts[0], parts[1]
+
+
+def _run_options(
+    parser: argparse.ArgumentParser,
+    full: Preset,
+    quick: Preset,
+    *,
+    warmup_help: str,
+    server_cores_help: str,
+    out_help: str,
+) -> None:
+    """The options every measuring command has: timing (with its presets), load generator,
+    pinning, seed, output folder and timeouts."""
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help=f"seconds per point (default {full.duration_s:g}; quick {quick.duration_s:g})",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help=f"runs per point, median reported (default {full.repeats}; quick {quick.repeats})",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help=f"{warmup_help} (default {full.warmup_s:g}; quick {quick.warmup_s:g})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke-run defaults (about a minute); explicit options still win",
+    )
+    _client_options(parser)
+    parser.add_argument(
         "--no-pin", action="store_true", help="do not pin servers and load to separate cores"
     )
-    jr.add_argument(
-        "--server-cores",
-        type=_cores,
-        default=None,
-        help="cores for the servers and the journal alone (default: first allowed)",
-    )
-    jr.add_argument(
+    parser.add_argument("--server-cores", type=_cores, default=None, help=server_cores_help)
+    parser.add_argument(
         "--client-cores",
         type=_cores,
         default=None,
         help="cores for load generators (default: second allowed)",
     )
-    jr.add_argument("--seed", type=int, default=0, help="seed of the random request rows")
-    jr.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for JSON and server logs")
-    jr.add_argument(
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random request rows")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=out_help)
+    parser.add_argument(
         "--ready-timeout",
         type=float,
         default=120.0,
         help="seconds a server may take to become ready",
     )
-    jr.add_argument(
+    parser.add_argument(
         "--request-timeout", type=float, default=10.0, help="per-request timeout, seconds"
     )
+
+
+def _run_fields(args: argparse.Namespace, full: Preset, quick: Preset) -> dict[str, Any]:
+    """The config fields of `_run_options`; timing from the options given, else the preset's."""
+    preset = quick if args.quick else full
+    return {
+        "duration_s": preset.duration_s if args.duration is None else args.duration,
+        "repeats": preset.repeats if args.repeats is None else args.repeats,
+        "warmup_s": preset.warmup_s if args.warmup is None else args.warmup,
+        "client": args.client,
+        "pin": not args.no_pin,
+        "server_cores": args.server_cores,
+        "client_cores": args.client_cores,
+        "seed": args.seed,
+        "request_timeout_s": args.request_timeout,
+        "ready_timeout_s": args.ready_timeout,
+    }
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
@@ -428,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
             return _compare(args)
         if args.command == "journal":
             return _journal(args)
+        if args.command == "routing":
+            return _routing(args)
         if args.command == "load":
             return _load(args)
         if args.command == "report":
@@ -442,44 +488,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    preset = QUICK if args.quick else FULL
+    concurrency = args.concurrency or (QUICK if args.quick else FULL).concurrency
     config = compare_mod.CompareConfig(
         model_repository=args.model_repository,
         model=args.model,
         model_version=args.model_version,
         servers=args.servers,
         paths=args.paths,
-        concurrency=tuple(sorted(set(args.concurrency or preset.concurrency))),
-        duration_s=preset.duration_s if args.duration is None else args.duration,
-        repeats=preset.repeats if args.repeats is None else args.repeats,
-        warmup_s=preset.warmup_s if args.warmup is None else args.warmup,
-        client=args.client,
-        pin=not args.no_pin,
-        server_cores=args.server_cores,
-        client_cores=args.client_cores,
-        seed=args.seed,
-        request_timeout_s=args.request_timeout,
-        ready_timeout_s=args.ready_timeout,
+        concurrency=tuple(sorted(set(concurrency))),
         cache_dir=args.cache_dir,
+        **_run_fields(args, FULL, QUICK),
     )
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out: Path = args.out
-    log_dir = out / f"compare-{stamp}-logs"
-    result = compare_mod.run_compare(
-        config, log_dir=log_dir, say=lambda m: print(m, file=sys.stderr)
-    )
+    run = _Output(args.out, "compare")
+    result = compare_mod.run_compare(config, log_dir=run.log_dir, say=_say)
     print(report.compare_text(result))
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / f"compare-{stamp}.json"
-    png_path = out / f"compare-{stamp}.png"
-    report.write_json(json_path, report.compare_json(result))
+    json_path = run.write(report.compare_json(result))
+    png_path = json_path.with_suffix(".png")
     report.plot_compare(result, png_path)
-    print(f"\nwrote {json_path}\nwrote {png_path}\nserver logs in {log_dir}")
+    print(f"\nwrote {json_path}\nwrote {png_path}\nserver logs in {run.log_dir}")
     return 1 if result.failed or not result.rows else 0
 
 
 def _journal(args: argparse.Namespace) -> int:
-    preset = JOURNAL_QUICK if args.quick else JOURNAL_FULL
     config = journal_mod.JournalBenchConfig(
         model_repository=args.model_repository,
         model=args.model,
@@ -490,33 +520,54 @@ def _journal(args: argparse.Namespace) -> int:
         paths=args.paths,
         concurrency=tuple(sorted(set(args.concurrency))),
         fsync=args.fsync,
-        duration_s=preset.duration_s if args.duration is None else args.duration,
-        repeats=preset.repeats if args.repeats is None else args.repeats,
-        warmup_s=preset.warmup_s if args.warmup is None else args.warmup,
-        client=args.client,
-        pin=not args.no_pin,
-        server_cores=args.server_cores,
-        client_cores=args.client_cores,
         journal_dir=args.journal_dir,
-        seed=args.seed,
-        request_timeout_s=args.request_timeout,
-        ready_timeout_s=args.ready_timeout,
+        **_run_fields(args, JOURNAL_FULL, JOURNAL_QUICK),
     )
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out: Path = args.out
-    log_dir = out / f"journal-{stamp}-logs"
-    result = journal_mod.run_journal_bench(
-        config, log_dir=log_dir, say=lambda m: print(m, file=sys.stderr)
-    )
+    run = _Output(args.out, "journal")
+    result = journal_mod.run_journal_bench(config, log_dir=run.log_dir, say=_say)
     print(report.journal_text(result))
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / f"journal-{stamp}.json"
-    report.write_json(json_path, report.journal_json(result))
-    print(f"\nwrote {json_path}")
+    print(f"\nwrote {run.write(report.journal_json(result))}")
     if "gateway" in config.parts:
-        print(f"server logs in {log_dir}")
+        print(f"server logs in {run.log_dir}")
     empty = not result.appends and not result.costs
     return 1 if result.failed or empty else 0
+
+
+def _routing(args: argparse.Namespace) -> int:
+    config = routing_mod.RoutingBenchConfig(
+        model_repository=args.model_repository,
+        model=args.model,
+        versions=args.versions,
+        paths=args.paths,
+        concurrency=tuple(sorted(set(args.concurrency))),
+        **_run_fields(args, ROUTING_FULL, ROUTING_QUICK),
+    )
+    run = _Output(args.out, "routing")
+    result = routing_mod.run_routing_bench(config, log_dir=run.log_dir, say=_say)
+    print(report.routing_text(result))
+    print(f"\nwrote {run.write(report.routing_json(result))}\nserver log in {run.log_dir}")
+    return 1 if result.failed or not result.rows else 0
+
+
+def _say(message: str) -> None:
+    """Progress goes to stderr: stdout carries the report."""
+    print(message, file=sys.stderr)
+
+
+class _Output:
+    """Where one run's files go: `<out>/<command>-<stamp>.json` and the servers' logs in
+    `<out>/<command>-<stamp>-logs/`."""
+
+    def __init__(self, out: Path, command: str) -> None:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        self._out = out
+        self._json = out / f"{command}-{stamp}.json"
+        self.log_dir = out / f"{command}-{stamp}-logs"
+
+    def write(self, document: dict[str, Any]) -> Path:
+        self._out.mkdir(parents=True, exist_ok=True)
+        report.write_json(self._json, document)
+        return self._json
 
 
 def _load(args: argparse.Namespace) -> int:

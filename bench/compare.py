@@ -11,10 +11,7 @@ every point rather than all samples of one; reports use per-point medians.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,11 +23,11 @@ from typing import Any
 from gateway.config import ConfigError, ModelConfig, from_mapping, read_toml
 
 from . import mlserver, peers, triton, venvs
-from .clients import check_path
-from .measure import ClientMode, Target, measure_point, tool_for
+from .measure import Target, tool_for
 from .model import ModelSpec, random_rows
 from .payloads import PATHS, build_request_set
 from .procs import available_cores, pin_command, pinned
+from .recorder import POINT, SERVER, Recorder, RunSettings, broke, run_meta
 from .stats import RunResult, median_result
 
 FLOOR = "direct"
@@ -55,8 +52,8 @@ class CompareError(ValueError):
     """The comparison cannot start as configured (no model file, bad core list, ...)."""
 
 
-@dataclass(frozen=True)
-class CompareConfig:
+@dataclass(frozen=True, kw_only=True)
+class CompareConfig(RunSettings):
     """Every knob of a comparison; `run_compare(config)` is the library entry point."""
 
     model_repository: Path
@@ -65,19 +62,7 @@ class CompareConfig:
     servers: tuple[str, ...] = (FLOOR, "modelgate", MLSERVER)
     paths: tuple[str, ...] = tuple(PATHS)
     concurrency: tuple[int, ...] = DEFAULT_CONCURRENCY
-    duration_s: float = 5.0
-    repeats: int = 3
-    warmup_s: float = 1.0
-    client: ClientMode = "auto"
-    pin: bool = True
-    server_cores: tuple[int, ...] | None = None  # None: the first allowed core
-    client_cores: tuple[int, ...] | None = None  # None: the second allowed core
-    seed: int = 0
-    distinct_requests: int = 16
-    request_timeout_s: float = 10.0
-    ready_timeout_s: float = 120.0
     cache_dir: Path = field(default_factory=venvs.default_cache_dir)
-    host: str = "127.0.0.1"
 
 
 @dataclass
@@ -132,9 +117,7 @@ class CompareResult:
     def failed(self) -> bool:
         """True if a request failed, a server did not start or a run broke; a path a server
         does not serve is not a failure."""
-        return any(row.errors for row in self.rows) or any(
-            skip.get("kind") != "path" for skip in self.skipped
-        )
+        return any(row.errors for row in self.rows) or broke(self.skipped)
 
 
 PeerStart = Callable[[CompareConfig, ModelSpec, Path, Path], peers.PeerSpec]
@@ -409,13 +392,7 @@ def run_compare(
     points = list(run.points.values())
     low, high = min(config.concurrency), max(config.concurrency)
     meta = {
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "server_cores": server_cores,
-        "client_cores": client_cores,
+        **run_meta(config, server_cores, client_cores),
         "model": model.name,
         "model_version": version,
         "model_file": str(model_file),
@@ -423,15 +400,10 @@ def run_compare(
         "concurrency": list(config.concurrency),
         "low_concurrency": low,
         "high_concurrency": high,
-        "duration_s": config.duration_s,
-        "repeats": config.repeats,
-        "warmup_s": config.warmup_s,
-        "seed": config.seed,
-        "client_mode": config.client,
         "tools": tools,
         "server_notes": run.notes,
     }
-    return CompareResult(meta, points, summarize_rows(points, low, high), run.skipped)
+    return CompareResult(meta, points, summarize_rows(points, low, high), run.recorder.skipped)
 
 
 class _Comparison:
@@ -462,51 +434,34 @@ class _Comparison:
         self.targets: dict[str, dict[str, Target]] = {}
         self.notes: dict[str, list[str]] = {}
         # filled as the run goes
-        self.skipped: list[dict[str, str]] = []
+        self.recorder = Recorder(config, client_cores, say)
         self.points: dict[tuple[str, str, int], Point] = {}
 
-    def skip(self, kind: str, server: str, path: str, reason: str) -> None:
-        """Record what was not measured. `kind`: "server" (did not start), "path" (the server
-        does not serve it: expected, e.g. MLServer has no binary extension) or "point" (a run
-        failed)."""
-        self.skipped.append({"kind": kind, "server": server, "path": path, "reason": reason})
-        self.say(f"skip {server} {path}: {reason}")
-
     def start_peer(self, stack: contextlib.ExitStack, name: str, tmp: Path) -> None:
-        """Start one server (stopped when `stack` closes) and check each path on it once."""
+        """Start one server (stopped when `stack` closes) and check each of its paths once."""
         peer = PEERS[name]
         try:
             spec = peer.start(self.config, self.model, self.model_file, tmp)
         except (venvs.PeerSetupError, ConfigError) as err:
-            self.skip("server", name, "*", str(err))
+            self.recorder.skip(SERVER, name, "*", str(err))
             return
-        self.say(f"starting {name}: {' '.join(spec.command)}")
-        try:
-            server = stack.enter_context(
-                peers.RunningServer(
-                    spec,
-                    cores=self.server_cores,
-                    ready_path=self.model.infer_path.removesuffix("/infer") + "/ready",
-                    log_dir=self.log_dir,
-                    ready_timeout_s=self.config.ready_timeout_s,
-                )
-            )
-        except (peers.PeerError, OSError) as err:
-            self.skip("server", name, "*", str(err))
+        server = self.recorder.start(
+            stack,
+            spec,
+            cores=self.server_cores,
+            ready_path=self.model.ready_path,
+            log_dir=self.log_dir,
+            ready_timeout_s=self.config.ready_timeout_s,
+        )
+        if server is None:
             return
         self.notes[name] = spec.notes
-        self.targets[name] = {}
-        for path, requests in self.request_sets.items():
-            if peer.paths is not None and path not in peer.paths:
-                continue
-            infer_path = self.model.infer_path
-            check = check_path(requests, spec.endpoint, infer_path, self.config.request_timeout_s)
-            if check.ok:
-                self.targets[name][path] = Target(
-                    requests, spec.endpoint, infer_path, check.response_bytes
-                )
-            else:
-                self.skip("path", name, path, check.detail)
+        requests = {
+            path: request_set
+            for path, request_set in self.request_sets.items()
+            if peer.paths is None or path in peer.paths
+        }
+        self.targets[name] = self.recorder.targets(name, spec, self.model.infer_path, requests)
         self.say(f"{name} ready (log: {server.log_file})")
 
     def announce(self) -> None:
@@ -527,7 +482,7 @@ class _Comparison:
         high = max(self.config.concurrency)
         for server, paths in self.targets.items():
             for path, target in paths.items():
-                self._measure(server, path, target, high, self.config.warmup_s, "warm-up")
+                self.recorder.measure(server, path, target, high, self.config.warmup_s, "warm-up")
 
     def one_repeat(self, rep: int) -> None:
         tag = f"[{rep + 1}/{self.config.repeats}]"
@@ -537,31 +492,16 @@ class _Comparison:
                     self.model_file, self.config, self.server_cores, f"{tag} {FLOOR} {FLOOR_PATH}"
                 )
             except (RuntimeError, ValueError, subprocess.TimeoutExpired) as err:
-                self.skip("point", FLOOR, FLOOR_PATH, f"{tag} {err}")
+                self.recorder.skip(POINT, FLOOR, FLOOR_PATH, f"{tag} {err}")
             else:
                 self._point(FLOOR, FLOOR_PATH, 1).runs.append(result)
         for server, paths in self.targets.items():
             for path, target in paths.items():
                 for c in self.config.concurrency:
-                    result = self._measure(server, path, target, c, self.config.duration_s, tag)
+                    seconds = self.config.duration_s
+                    result = self.recorder.measure(server, path, target, c, seconds, tag)
                     if result is not None:
                         self._point(server, path, c).runs.append(result)
 
     def _point(self, server: str, path: str, c: int) -> Point:
         return self.points.setdefault((server, path, c), Point(server, path, c))
-
-    def _measure(
-        self, server: str, path: str, target: Target, c: int, seconds: float, tag: str
-    ) -> RunResult | None:
-        result, error = measure_point(
-            target,
-            concurrency=c,
-            duration_s=seconds,
-            mode=self.config.client,
-            client_cores=self.client_cores,
-            timeout_s=self.config.request_timeout_s,
-            label=f"{tag} {server} {path} c={c}",
-        )
-        if error:
-            self.skip("point", server, path, f"{tag} c={c}: {error}")
-        return result

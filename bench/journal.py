@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -57,13 +55,13 @@ from gateway.governance.predictions import prediction_payload
 from gateway.protocol.types import InferInput, InferRequest, InferResponse
 
 from . import peers
-from .clients import check_path
 from .compare import CompareError, Point, resolve_model_file, select_cores
-from .measure import ClientMode, Target, measure_point, tool_for
+from .measure import Target, tool_for
 from .model import ModelSpec, random_rows
-from .payloads import PATHS, build_request_set
+from .payloads import PATHS, RequestSet, build_request_set
 from .procs import pinned
-from .stats import RunResult, percentile_key, percentiles
+from .recorder import POINT, SERVER, Recorder, RunSettings, broke, run_meta
+from .stats import percentile_key, percentiles
 
 PARTS: tuple[str, ...] = ("appends", "gateway")
 DEFAULT_CALLERS: tuple[int, ...] = (1, 64, 512)
@@ -85,8 +83,8 @@ POINT_OVERHEAD_S = 0.5
 METRICS_TIMEOUT_S = 5.0
 
 
-@dataclass(frozen=True)
-class JournalBenchConfig:
+@dataclass(frozen=True, kw_only=True)
+class JournalBenchConfig(RunSettings):
     """Every knob of `run_journal_bench`."""
 
     model_repository: Path
@@ -98,20 +96,8 @@ class JournalBenchConfig:
     paths: tuple[str, ...] = DEFAULT_PATHS
     concurrency: tuple[int, ...] = DEFAULT_CONCURRENCY
     fsync: str = "batch"  # the gateway servers' [journal] fsync
-    duration_s: float = 5.0
-    repeats: int = 3
-    warmup_s: float = 1.0
-    client: ClientMode = "auto"
-    pin: bool = True
-    server_cores: tuple[int, ...] | None = None  # None: the first allowed core
-    client_cores: tuple[int, ...] | None = None  # None: the second allowed core
     journal_dir: Path | None = None  # where temp journals and repositories go (None: $TMPDIR)
-    seed: int = 0
-    distinct_requests: int = 16
     payload_pool: int = 4096  # distinct prediction payloads the append callers cycle through
-    request_timeout_s: float = 10.0
-    ready_timeout_s: float = 120.0
-    host: str = "127.0.0.1"
 
 
 # --- the journal alone ----------------------------------------------------------------------
@@ -418,8 +404,8 @@ def cost_pct(off: float | None, on: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class CostRow:
-    """One variant on one path at one concurrency, against journal off (`cost_pct` etc. None
-    for journal off itself)."""
+    """One variant on one path at one concurrency, against the base variant (journal off here,
+    a single version in `routing`); `cost_pct` etc. None for the base itself."""
 
     variant: str
     path: str
@@ -435,6 +421,19 @@ class CostRow:
     errors: int
     server_journal: dict[str, float] | None = None  # medians from /metrics: groups/s, fsyncs/s
 
+    @property
+    def throughput_ratio(self) -> float | None:
+        """req/s against the base's (1 - cost)."""
+        return None if self.cost_pct is None else 1.0 - self.cost_pct / 100.0
+
+    @property
+    def p99_ratio(self) -> float | None:
+        """p99 against the base's."""
+        if self.p99_ms is None or self.p99_delta_ms is None:
+            return None
+        base = self.p99_ms - self.p99_delta_ms
+        return self.p99_ms / base if base > 0 else None
+
 
 def _delta(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
@@ -443,25 +442,27 @@ def _delta(a: float | None, b: float | None) -> float | None:
 def cost_rows(
     points: Mapping[tuple[str, str, int], Point],
     server_journal: Mapping[tuple[str, str, int], Sequence[Mapping[str, float]]] | None = None,
+    base_variant: str = OFF,
 ) -> list[CostRow]:
     """The cost table from per-point runs (key: variant, path, concurrency), in the order the
-    points were made. Pure. Paired costs pair the i-th run of a variant with the i-th run of
-    journal off (runs are appended one per repeat); none where their counts differ."""
+    points were made, against `base_variant`. Pure. Paired costs pair the i-th run of a variant
+    with the i-th run of the base (runs are appended one per repeat); none where their counts
+    differ."""
     rows = []
     for (variant, path, c), point in points.items():
         if not point.runs:
             continue
         median = point.median
-        base = points.get((OFF, path, c))
+        base = points.get((base_variant, path, c))
         base_median = base.median if base is not None and base.runs else None
         paired: tuple[float, ...] = ()
-        if variant != OFF and base is not None and len(base.runs) == len(point.runs):
+        if variant != base_variant and base is not None and len(base.runs) == len(point.runs):
             paired = tuple(
                 cost
                 for off, on in zip(base.runs, point.runs, strict=True)
                 if (cost := cost_pct(off.throughput_rps, on.throughput_rps)) is not None
             )
-        against = base_median if variant != OFF else None
+        against = base_median if variant != base_variant else None
         samples = (server_journal or {}).get((variant, path, c)) or []
         rows.append(
             CostRow(
@@ -543,7 +544,7 @@ def mount_of(path: Path, mounts: str) -> tuple[str, str]:
     return best
 
 
-def _git_revision(folder: Path) -> str | None:
+def git_revision(folder: Path) -> str | None:
     """The commit of the checkout holding `folder` (the code the servers run), "+dirty" when
     tracked files differ from it; None outside a git checkout."""
 
@@ -593,7 +594,7 @@ class JournalBenchResult:
         fewer prediction records than the OK replies its server sent."""
         return (
             any(row.errors for row in self.costs)
-            or any(skip.get("kind") != "path" for skip in self.skipped)
+            or broke(self.skipped)
             or any(j["records"] < j["ok_replies"] for j in self.journalled.values())
         )
 
@@ -635,7 +636,7 @@ def run_journal_bench(
     model = ModelSpec.from_onnx(model_file, config.model, version)
     server_cores, client_cores = select_cores(config.pin, config.server_cores, config.client_cores)
     load_at_start = list(os.getloadavg())  # before this run adds its own (up to ~2)
-    revision = _git_revision(Path(__file__).resolve().parent)  # the code the servers will run
+    revision = git_revision(Path(__file__).resolve().parent)  # the code the servers will run
     base = config.journal_dir or Path(tempfile.gettempdir())
     base.mkdir(parents=True, exist_ok=True)
     run = _JournalRun(config, model, server_cores, client_cores, base, log_dir, say)
@@ -655,25 +656,15 @@ def run_journal_bench(
     if "gateway" in config.parts:
         run.gateway()
     meta = {
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
+        **run_meta(config, server_cores, client_cores),
         "git": revision,
         "git_at_server_start": run.server_revision,
-        "cpu_count": os.cpu_count(),
         "load_average_start": load_at_start,
         "load_average_end": list(os.getloadavg()),
-        "server_cores": server_cores,
-        "client_cores": client_cores,
         "model": model.name,
         "model_version": version,
         "model_file": str(model_file),
         "parts": list(config.parts),
-        "duration_s": config.duration_s,
-        "repeats": config.repeats,
-        "warmup_s": config.warmup_s,
-        "seed": config.seed,
         "journal_filesystem": _filesystem(base),
         "payload_bytes_mean": payload_bytes,
         "payload_capture": "digest",
@@ -684,7 +675,6 @@ def run_journal_bench(
         "gateway_fsync": config.fsync,
         "record_capture": run.record_capture,
         "variants": {v.name: {"journal": v.journal, "record_durable": v.durable} for v in VARIANTS},
-        "client_mode": config.client,
         "tools": tools,
         "target": {"pct": TARGET_PCT, "path": TARGET_PATH, "concurrency": TARGET_CONCURRENCY},
     }
@@ -694,7 +684,7 @@ def run_journal_bench(
         points=run.points,
         costs=cost_rows(run.points, run.server_journal),
         journalled=run.journalled,
-        skipped=run.skipped,
+        skipped=run.recorder.skipped,
     )
 
 
@@ -730,14 +720,10 @@ class _JournalRun:
         self.points: dict[tuple[str, str, int], Point] = {}
         self.server_journal: dict[tuple[str, str, int], list[dict[str, float]]] = {}
         self.journalled: dict[str, dict[str, int]] = {}
-        self.skipped: list[dict[str, str]] = []
+        self.recorder = Recorder(config, client_cores, say)
         self.record_capture: str | None = None
         self.server_revision: str | None = None  # the code the servers run (a shared checkout
         # may move while the journal-alone part runs)
-
-    def skip(self, kind: str, server: str, path: str, reason: str) -> None:
-        self.skipped.append({"kind": kind, "server": server, "path": path, "reason": reason})
-        self.say(f"skip {server} {path}: {reason}")
 
     # appends
 
@@ -762,7 +748,7 @@ class _JournalRun:
                                 duration_s=config.duration_s,
                             )
                     except (JournalError, OSError) as err:
-                        self.skip("point", "journal", case.label, f"[{rep + 1}] {err}")
+                        self.recorder.skip(POINT, "journal", case.label, f"[{rep + 1}] {err}")
                         continue
                     self.append_points.setdefault(case, AppendPoint(case)).runs.append(result)
                     self.say(
@@ -779,7 +765,7 @@ class _JournalRun:
         request_sets = {p: build_request_set(p, self.model, rows) for p in config.paths}
         targets: dict[str, dict[str, Target]] = {}
         journals: dict[str, Path] = {}
-        self.server_revision = _git_revision(Path(__file__).resolve().parent)
+        self.server_revision = git_revision(Path(__file__).resolve().parent)
         with tempfile.TemporaryDirectory(prefix="modelgate-bench-journal-", dir=self.base) as tmp:
             # This process is the Python load generator's home: pinned with the load generators.
             with contextlib.ExitStack() as stack, pinned(self.client_cores):
@@ -801,7 +787,7 @@ class _JournalRun:
         stack: contextlib.ExitStack,
         variant: Variant,
         tmp: Path,
-        request_sets: Mapping[str, Any],
+        request_sets: Mapping[str, RequestSet],
     ) -> tuple[dict[str, Target], Path] | None:
         config = self.config
         name = f"modelgate-journal-{variant.name}"
@@ -812,7 +798,7 @@ class _JournalRun:
                 config.model_repository, config.model, root / "models", durable=variant.durable
             )
         except (ConfigError, OSError) as err:
-            self.skip("server", name, "*", str(err))
+            self.recorder.skip(SERVER, name, "*", str(err))
             return None
         if variant.journal:
             self.record_capture = model_config.record_capture
@@ -836,28 +822,17 @@ class _JournalRun:
             journal=journal_dir,
             notes=notes,
         )
-        self.say(f"starting {name}: {' '.join(spec.command)}")
-        try:
-            server = stack.enter_context(
-                peers.RunningServer(
-                    spec,
-                    cores=self.server_cores,
-                    ready_path=self.model.infer_path.removesuffix("/infer") + "/ready",
-                    log_dir=self.log_dir,
-                    ready_timeout_s=config.ready_timeout_s,
-                )
-            )
-        except (peers.PeerError, OSError) as err:
-            self.skip("server", name, "*", str(err))
+        server = self.recorder.start(
+            stack,
+            spec,
+            cores=self.server_cores,
+            ready_path=self.model.ready_path,
+            log_dir=self.log_dir,
+            ready_timeout_s=config.ready_timeout_s,
+        )
+        if server is None:
             return None
-        targets: dict[str, Target] = {}
-        for path, requests in request_sets.items():
-            infer_path = self.model.infer_path
-            check = check_path(requests, spec.endpoint, infer_path, config.request_timeout_s)
-            if check.ok:
-                targets[path] = Target(requests, spec.endpoint, infer_path, check.response_bytes)
-            else:
-                self.skip("path", name, path, check.detail)
+        targets = self.recorder.targets(name, spec, self.model.infer_path, request_sets)
         self.say(f"{name} ready (log: {server.log_file})")
         return targets, journal_dir
 
@@ -867,7 +842,8 @@ class _JournalRun:
         for variant, paths in targets.items():
             for path, target in paths.items():
                 for c in self.config.concurrency:
-                    self._measure(variant, path, target, c, self.config.warmup_s, "warm-up")
+                    server = f"journal {variant}"
+                    self.recorder.measure(server, path, target, c, self.config.warmup_s, "warm-up")
 
     def _one_repeat(self, rep: int, targets: Mapping[str, Mapping[str, Target]]) -> None:
         tag = f"[{rep + 1}/{self.config.repeats}]"
@@ -878,7 +854,10 @@ class _JournalRun:
                     if target is None:
                         continue
                     before = _scrape(target.endpoint.http_base)
-                    result = self._measure(variant, path, target, c, self.config.duration_s, tag)
+                    seconds = self.config.duration_s
+                    result = self.recorder.measure(
+                        f"journal {variant}", path, target, c, seconds, tag
+                    )
                     if result is None:
                         continue
                     key = (variant, path, c)
@@ -887,22 +866,6 @@ class _JournalRun:
                     rates = metrics_rates(before, after, result.duration_s)
                     if rates is not None:
                         self.server_journal.setdefault(key, []).append(rates)
-
-    def _measure(
-        self, variant: str, path: str, target: Target, c: int, seconds: float, tag: str
-    ) -> RunResult | None:
-        result, error = measure_point(
-            target,
-            concurrency=c,
-            duration_s=seconds,
-            mode=self.config.client,
-            client_cores=self.client_cores,
-            timeout_s=self.config.request_timeout_s,
-            label=f"{tag} journal {variant} {path} c={c}",
-        )
-        if error:
-            self.skip("point", f"journal {variant}", path, f"{tag} c={c}: {error}")
-        return result
 
     def _count(self, variant: str, journal_dir: Path) -> None:
         """Prediction records in a stopped server's journal, against the OK replies measured
@@ -918,12 +881,13 @@ class _JournalRun:
             present = (journal_dir / PREDICTIONS).exists()
             self.journalled[variant] = {"records": 0, "ok_replies": 0}
             if present:
-                self.skip("server", f"journal {variant}", "*", "journal off, yet a journal exists")
+                reason = "journal off, yet a journal exists"
+                self.recorder.skip(SERVER, f"journal {variant}", "*", reason)
             return
         try:
             scans = verify_journal(journal_dir, [PREDICTIONS], allow_torn_tail=True)
         except (JournalError, OSError) as err:
-            self.skip("server", f"journal {variant}", "*", f"journal unreadable: {err}")
+            self.recorder.skip(SERVER, f"journal {variant}", "*", f"journal unreadable: {err}")
             return
         records = scans[PREDICTIONS].head_seq
         self.journalled[variant] = {"records": records, "ok_replies": ok}

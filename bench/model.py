@@ -49,6 +49,11 @@ class ModelSpec:
             return f"/v2/models/{self.name}/versions/{self.version}/infer"
         return f"/v2/models/{self.name}/infer"
 
+    @property
+    def ready_path(self) -> str:
+        """The V2 REST readiness route of this model (and version, if pinned)."""
+        return self.infer_path.removesuffix("/infer") + "/ready"
+
     @classmethod
     def from_onnx(cls, path: Path, name: str, version: str = "") -> ModelSpec:
         """Read inputs and outputs from an .onnx file; raises ModelSpecError on unsupported types.

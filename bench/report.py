@@ -18,6 +18,7 @@ from .compare import (
     summarize_rows,
 )
 from .journal import AppendPoint, CostRow, JournalBenchResult
+from .routing import SHADOW, RoutingResult
 from .stats import PERCENTILES, RunResult, percentile_key
 
 
@@ -148,11 +149,44 @@ def compare_text(result: CompareResult) -> str:
         )
     for server, notes in meta.get("server_notes", {}).items():
         parts.append(f"{server}: " + "; ".join(notes))
-    for skip in result.skipped:
-        reason = skip["reason"].splitlines()[0] if skip["reason"] else ""
-        parts.append(f"skipped {skip['server']} {skip['path']} ({skip.get('kind')}): {reason}")
+    parts.extend(skipped_lines(result.skipped))
     parts.extend(run_notes((p.server, p.path, p.median) for p in result.points if p.runs))
     return "\n".join(parts)
+
+
+def skipped_lines(skipped: Iterable[dict[str, str]]) -> list[str]:
+    """ "skipped server path (kind): first line of the reason" for each thing not measured."""
+    lines = []
+    for skip in skipped:
+        reason = skip["reason"].splitlines()[0] if skip["reason"] else ""
+        lines.append(f"skipped {skip['server']} {skip['path']} ({skip.get('kind')}): {reason}")
+    return lines
+
+
+def load_line(meta: dict[str, Any]) -> list[str]:
+    """The machine's load average before the run, where recorded (a shared box is noisy)."""
+    load = meta.get("load_average_start")
+    if not load:
+        return []
+    return [
+        f"load average before the run (1/5/15 min): {load[0]:.2f} / {load[1]:.2f} / "
+        f"{load[2]:.2f} (this run adds up to about 2)"
+    ]
+
+
+def points_json(points: Iterable[Point], key: str) -> list[dict[str, Any]]:
+    """Each measured point with its median and every run; the server's name under `key`."""
+    return [
+        {
+            key: p.server,
+            "path": p.path,
+            "concurrency": p.concurrency,
+            "median": p.median.to_json(),
+            "runs": [r.to_json() for r in p.runs],
+        }
+        for p in points
+        if p.runs
+    ]
 
 
 def run_notes(rows: Iterable[tuple[str, str, RunResult]]) -> list[str]:
@@ -168,17 +202,7 @@ def compare_json(result: CompareResult) -> dict[str, Any]:
     return {
         "meta": result.meta,
         "summary": [dataclasses.asdict(row) for row in result.rows],
-        "points": [
-            {
-                "server": p.server,
-                "path": p.path,
-                "concurrency": p.concurrency,
-                "median": p.median.to_json(),
-                "runs": [r.to_json() for r in p.runs],
-            }
-            for p in result.points
-            if p.runs
-        ],
+        "points": points_json(result.points, "server"),
         "skipped": result.skipped,
     }
 
@@ -304,6 +328,18 @@ def appends_table(points: Sequence[AppendPoint]) -> str:
     return table(headers, body)
 
 
+def _cost_cells(row: CostRow) -> list[str]:
+    """path, variant, c, req/s, p50 and p99: how a CostRow's line starts."""
+    return [
+        row.path,
+        row.variant,
+        str(row.concurrency),
+        f"{row.throughput_rps:.0f}",
+        _num(row.p50_ms, ".3f"),
+        _num(row.p99_ms, ".3f"),
+    ]
+
+
 def journal_cost_table(rows: Sequence[CostRow]) -> str:
     headers = [
         "path",
@@ -326,12 +362,7 @@ def journal_cost_table(rows: Sequence[CostRow]) -> str:
         server = row.server_journal or {}
         body.append(
             [
-                row.path,
-                row.variant,
-                str(row.concurrency),
-                f"{row.throughput_rps:.0f}",
-                _num(row.p50_ms, ".3f"),
-                _num(row.p99_ms, ".3f"),
+                *_cost_cells(row),
                 _pct(row.cost_pct),
                 " ".join(f"{c:+.1f}" for c in row.paired_cost_pct) or "-",
                 _delta_ms(row.p50_delta_ms),
@@ -399,21 +430,14 @@ def journal_text(result: JournalBenchResult) -> str:
             f" (servers started on {at_servers})" if at_servers not in (None, meta["git"]) else ""
         )
         parts.append(f"code: {meta['git']}{moved}")
-    load = meta.get("load_average_start")
-    if load:
-        parts.append(
-            f"load average before the run (1/5/15 min): {load[0]:.2f} / {load[1]:.2f} / "
-            f"{load[2]:.2f} (this run adds up to about 2)"
-        )
+    parts.extend(load_line(meta))
     for variant, counts in result.journalled.items():
         if counts["records"] or counts["ok_replies"]:
             parts.append(
                 f"journal {variant}: {counts['records']} prediction records for "
                 f"{counts['ok_replies']} OK replies measured (plus warm-ups and checks)"
             )
-    for skip in result.skipped:
-        reason = skip["reason"].splitlines()[0] if skip["reason"] else ""
-        parts.append(f"skipped {skip['server']} {skip['path']} ({skip.get('kind')}): {reason}")
+    parts.extend(skipped_lines(result.skipped))
     parts.extend(
         run_notes(
             (f"journal {p.server}", p.path, p.median) for p in result.points.values() if p.runs
@@ -439,17 +463,88 @@ def journal_json(result: JournalBenchResult) -> dict[str, Any]:
         "gateway": [
             {**row.__dict__, "paired_cost_pct": list(row.paired_cost_pct)} for row in result.costs
         ],
-        "gateway_runs": [
-            {
-                "variant": p.server,
-                "path": p.path,
-                "concurrency": p.concurrency,
-                "median": p.median.to_json(),
-                "runs": [r.to_json() for r in p.runs],
-            }
-            for p in result.points.values()
-            if p.runs
-        ],
+        "gateway_runs": points_json(result.points.values(), "variant"),
         "journalled": result.journalled,
+        "skipped": result.skipped,
+    }
+
+
+# --- `routing` ----------------------------------------------------------------------------------
+
+
+def routing_table(rows: Sequence[CostRow], shadow: dict[tuple[str, int], dict[str, int]]) -> str:
+    headers = [
+        "path",
+        "scenario",
+        "c",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "req/s vs single",
+        "per repeat",
+        "p99 vs single",
+        "shadow copies",
+        "dropped",
+        "errors",
+        "tool",
+    ]
+    body = []
+    for row in rows:
+        copies = shadow.get((row.path, row.concurrency)) if row.variant == SHADOW else None
+        body.append(
+            [
+                *_cost_cells(row),
+                _ratio(row.throughput_ratio),
+                " ".join(f"{1 - c / 100:.2f}" for c in row.paired_cost_pct) or "-",
+                _ratio(row.p99_ratio),
+                str(copies["copies"]) if copies else "-",
+                str(copies["dropped"]) if copies else "-",
+                str(row.errors),
+                row.tool,
+            ]
+        )
+    return table(headers, body)
+
+
+def routing_text(result: RoutingResult) -> str:
+    """The full stdout report of a `routing` run."""
+    meta = result.meta
+    versions = meta["versions"]
+    parts = [
+        f"Routing: {meta['model']} v{versions['old']} and v{versions['new']}, batch 1, requests "
+        f"name no version (every one routed); one Modelgate on cores {meta['server_cores']}, "
+        f"load on {meta['client_cores']}; median of {meta['repeats']} x {meta['duration_s']:g} "
+        "s, the scenarios interleaved (order rotated each repeat), the policy set through the "
+        "admin API before each point. Against single: req/s and p99 ratios (median, and req/s "
+        "per repeat); shadow copies and drops summed over the measured runs:",
+        routing_table(result.rows, result.shadow),
+        "",
+        "scenarios: " + "; ".join(f"{name} = {text}" for name, text in meta["scenarios"].items()),
+        "modelgate: " + "; ".join(meta.get("server_notes", [])),
+    ]
+    if meta.get("git"):
+        parts.append(f"code: {meta['git']}")
+    parts.extend(load_line(meta))
+    parts.extend(skipped_lines(result.skipped))
+    parts.extend(run_notes((p.server, p.path, p.median) for p in result.points.values() if p.runs))
+    return "\n".join(parts)
+
+
+def routing_json(result: RoutingResult) -> dict[str, Any]:
+    return {
+        "meta": result.meta,
+        "rows": [
+            {
+                **dataclasses.asdict(row),
+                "throughput_ratio": row.throughput_ratio,
+                "p99_ratio": row.p99_ratio,
+            }
+            for row in result.rows
+        ],
+        "shadow": [
+            {"path": path, "concurrency": c, **counts}
+            for (path, c), counts in result.shadow.items()
+        ],
+        "runs": points_json(result.points.values(), "scenario"),
         "skipped": result.skipped,
     }

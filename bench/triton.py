@@ -90,6 +90,7 @@ class TritonInstall:
     @classmethod
     def find(cls, venv: Path) -> TritonInstall:
         """Raises PeerSetupError where the venv lacks the binary or a stub for our Python."""
+        venv = venv.absolute()  # the backend directory links to it from elsewhere
         dist = venv / DIST
         if not (dist / "bin" / "tritonserver").is_file():
             raise PeerSetupError(f"{venv}: no tritonserver in {dist}")

@@ -1,7 +1,9 @@
-"""Unit tests for the pure parts of the bench (`gateway.bench`): percentiles, medians, the
-open- and closed-loop schedules under a fake clock, wire encoders, and the wrk / h2load output
-parsers on captured outputs; the journal command's pure parts, and its append driver on a real
-journal for a few tens of milliseconds. No servers: fast, and each can fail.
+"""Tests of the bench (`gateway.bench`): percentiles, medians, the open- and closed-loop
+schedules under a fake clock, wire encoders, and the wrk / h2load output parsers on captured
+outputs; the pure parts of the journal, compare and routing commands; the journal's append
+driver on a real journal for a few tens of milliseconds; and two real runs of a few seconds with
+the Python load generator: both Triton peers of `compare`, and `routing` against a real gateway
+(its admin API switching the policy, the shadow's copies counted).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 import tomllib
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,11 +24,16 @@ from gateway.bench.compare import (
     FLOOR,
     FLOOR_PATH,
     MLSERVER,
+    PEERS,
     TRITON,
     TRITON_NOBATCH,
+    TRITON_PATHS,
+    CompareConfig,
+    CompareError,
     PeerRatio,
     Point,
     counterpart,
+    run_compare,
     summarize_rows,
 )
 from gateway.bench.journal import (
@@ -59,12 +67,26 @@ from gateway.bench.payloads import (
     grpc_frame,
     parse_grpc_frames,
 )
+from gateway.bench.routing import (
+    SHADOW,
+    SINGLE,
+    SPLIT,
+    RoutingBenchConfig,
+    RoutingResult,
+    run_routing_bench,
+    scenarios,
+    two_versions,
+)
 from gateway.bench.stats import RunResult, median_result, percentiles, summarize
+from gateway.bench.triton import TritonInstall
 from tritonclient.grpc import service_pb2
 
 from gateway.config import load_server_config
 from gateway.governance.journal import JournalStats, verify_journal
 from gateway.metrics import exposition, make_registry
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "models"
+PEERS_TRITON = (TRITON, TRITON_NOBATCH)
 
 # --------------------------------------------------------------------------- percentiles
 
@@ -975,4 +997,174 @@ def test_journal_cli_rejects_bad_options(tmp_path: Path) -> None:
     assert main(["journal", "--repeats", "0", "--out", str(tmp_path)]) == 2
     with pytest.raises(SystemExit) as exit_:
         main(["journal", "--parts", "appends,nope"])
+    assert exit_.value.code == 2
+
+
+# --------------------------------------------------------------------------- triton peer
+
+
+def _triton_config(triton_install: TritonInstall, **fields: Any) -> CompareConfig:
+    return CompareConfig(
+        model_repository=EXAMPLES,
+        model="credit_risk",
+        servers=(TRITON,),
+        concurrency=(1,),
+        duration_s=0.3,
+        repeats=1,
+        warmup_s=0.0,
+        client="python",
+        pin=False,
+        cache_dir=triton_install.venv.parent,
+        **fields,
+    )
+
+
+def test_triton_peers_differ_in_dynamic_batching_only(
+    triton_install: TritonInstall, tmp_path: Path
+) -> None:
+    model_file = EXAMPLES / "credit_risk" / "2" / "model.onnx"
+    model = ModelSpec.from_onnx(model_file, "credit_risk", "2")
+    config = _triton_config(triton_install)
+    specs = {name: PEERS[name].start(config, model, model_file, tmp_path) for name in PEERS_TRITON}
+    texts = {
+        name: (tmp_path / name / "models" / "credit_risk" / "config.pbtxt").read_text()
+        for name in PEERS_TRITON
+    }
+    # as the model's config.toml: max_batch_size 64, max_queue_delay_us 0
+    assert "max_batch_size: 64" in texts[TRITON] and "max_batch_size: 64" in texts[TRITON_NOBATCH]
+    assert "dynamic_batching { max_queue_delay_microseconds: 0 }" in texts[TRITON]
+    assert texts[TRITON_NOBATCH] == texts[TRITON].replace(
+        "dynamic_batching { max_queue_delay_microseconds: 0 }\n", ""
+    )
+    # the version the requests pin
+    assert (tmp_path / TRITON / "models" / "credit_risk" / "2" / "model.py").is_file()
+    assert "not Triton's best case" in specs[TRITON].notes[0]
+    assert PEERS[TRITON].paths == PEERS[TRITON_NOBATCH].paths == TRITON_PATHS
+
+
+def test_compare_measures_triton(triton_install: TritonInstall, tmp_path: Path) -> None:
+    result = run_compare(_triton_config(triton_install), log_dir=tmp_path, say=lambda _: None)
+    assert not result.failed, result.skipped
+    # HTTP JSON and gRPC raw only, the version the requests pin (the highest: 2) served
+    assert {(p.server, p.path) for p in result.points if p.runs} == {
+        (TRITON, p) for p in TRITON_PATHS
+    }
+    assert result.meta["model_version"] == "2"
+    assert result.meta["server_notes"][TRITON][1].startswith("dynamic batching on")
+
+
+# --------------------------------------------------------------------------- routing
+
+
+def test_routing_scenarios_are_whole_policies() -> None:
+    single, split, shadow = scenarios("1", "2")
+    assert (single.name, split.name, shadow.name) == (SINGLE, SPLIT, SHADOW)
+    assert single.policy == {"weights": {"2": 100}, "shadows": []}
+    assert split.policy == {"weights": {"1": 90, "2": 10}, "shadows": []}
+    assert shadow.policy == {"weights": {"2": 100}, "shadows": ["1"]}
+    assert (single.shadow, shadow.shadow) == (None, "1")
+    assert split.describe() == "v1 90, v2 10"
+    assert shadow.describe() == "v2 100, v1 shadow"
+
+
+def test_routing_takes_the_two_highest_versions(tmp_path: Path) -> None:
+    for version in ("1", "2", "10", "notes"):
+        (tmp_path / "m" / version).mkdir(parents=True)
+        (tmp_path / "m" / version / "model.onnx").write_bytes(b"")
+    assert two_versions(tmp_path, "m", None) == ("2", "10")
+    assert two_versions(tmp_path, "m", ("10", "1")) == ("10", "1")
+    with pytest.raises(CompareError, match="differ"):
+        two_versions(tmp_path, "m", ("1", "1"))
+    with pytest.raises(CompareError, match="does not exist"):
+        two_versions(tmp_path, "m", ("1", "3"))
+    (tmp_path / "one" / "1").mkdir(parents=True)
+    with pytest.raises(CompareError, match="two numeric"):
+        two_versions(tmp_path, "one", None)
+
+
+def _routing_result() -> RoutingResult:
+    points = {
+        (SINGLE, "grpc-raw", 64): Point(
+            SINGLE, "grpc-raw", 64, [_run(r, 40.0, 50.0) for r in (1600, 1500)]
+        ),
+        (SPLIT, "grpc-raw", 64): Point(
+            SPLIT, "grpc-raw", 64, [_run(r, 40.0, 40.0) for r in (1600, 1200)]
+        ),
+        (SHADOW, "grpc-raw", 64): Point(
+            SHADOW, "grpc-raw", 64, [_run(r, 50.0, 100.0) for r in (1200, 1500)]
+        ),
+    }
+    meta = {
+        "model": "m",
+        "versions": {"old": "1", "new": "2"},
+        "server_cores": [0],
+        "client_cores": [1],
+        "repeats": 2,
+        "duration_s": 1.0,
+        "scenarios": {s.name: s.describe() for s in scenarios("1", "2")},
+        "server_notes": ["journal on"],
+    }
+    shadow = {("grpc-raw", 64): {"copies": 2600, "dropped": 100, "failed": 0}}
+    return RoutingResult(meta, points, cost_rows(points, base_variant=SINGLE), shadow)
+
+
+def test_routing_rows_hold_each_scenario_against_single() -> None:
+    single, split, shadow = _routing_result().rows
+    assert (single.throughput_ratio, single.p99_ratio) == (None, None)
+    assert split.throughput_ratio == pytest.approx(1400 / 1550)
+    assert split.p99_ratio == pytest.approx(0.8)
+    assert shadow.throughput_ratio == pytest.approx(1350 / 1550)
+    assert shadow.p99_ratio == pytest.approx(2.0)
+    # per repeat, each against the same repeat's single run
+    assert [1 - c / 100 for c in shadow.paired_cost_pct] == pytest.approx([0.75, 1.0])
+
+
+def test_routing_report_text_and_json() -> None:
+    result = _routing_result()
+    text = report.routing_text(result)
+    lines = {
+        line.split()[1]: re.split(r"\s{2,}", line)
+        for line in text.splitlines()
+        if line.startswith("grpc-raw")
+    }
+    assert lines[SINGLE][6:11] == ["-", "-", "-", "-", "-"]
+    assert lines[SPLIT][6:9] == ["0.90x", "1.00 0.80", "0.80x"]
+    assert lines[SHADOW][6:11] == ["0.87x", "0.75 1.00", "2.00x", "2600", "100"]
+    assert "split = v1 90, v2 10" in text
+    document = json.loads(json.dumps(report.routing_json(result)))
+    assert [r["variant"] for r in document["rows"]] == [SINGLE, SPLIT, SHADOW]
+    assert document["rows"][2]["p99_ratio"] == pytest.approx(2.0)
+    assert document["shadow"] == [
+        {"path": "grpc-raw", "concurrency": 64, "copies": 2600, "dropped": 100, "failed": 0}
+    ]
+    assert len(document["runs"][0]["runs"]) == 2
+    assert not result.failed
+
+
+def test_routing_bench_against_a_real_gateway(tmp_path: Path) -> None:
+    config = RoutingBenchConfig(
+        model_repository=EXAMPLES,
+        paths=("http-json",),
+        concurrency=(2,),
+        duration_s=0.3,
+        repeats=1,
+        warmup_s=0.0,
+        client="python",
+        pin=False,
+    )
+    result = run_routing_bench(config, log_dir=tmp_path, say=lambda _: None)
+    assert not result.failed, result.skipped
+    assert [(r.variant, r.path, r.concurrency) for r in result.rows] == [
+        (s, "http-json", 2) for s in (SINGLE, SPLIT, SHADOW)
+    ]
+    assert all(r.throughput_rps > 0 for r in result.rows)
+    # the policy was in force: shadows are copies of routed (unpinned) requests only
+    copies = result.shadow[("http-json", 2)]
+    assert copies["copies"] > 0 and copies["failed"] == 0
+    assert result.meta["versions"] == {"old": "1", "new": "2"}
+
+
+def test_routing_cli_rejects_bad_versions() -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["routing", "--versions", "1"])
     assert exit_.value.code == 2
