@@ -22,6 +22,7 @@ from typing import Any
 
 from . import compare as compare_mod
 from . import direct, measure, pydriver, report
+from . import drift as drift_mod
 from . import journal as journal_mod
 from . import routing as routing_mod
 from .clients import Endpoint, check_path
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _journal_parser(sub)
+    drift_mod.add_parser(sub)
     _routing_parser(sub)
 
     load = sub.add_parser(
@@ -474,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
             return _journal(args)
         if args.command == "routing":
             return _routing(args)
+        if args.command == "drift":
+            return drift_mod.main(args)
         if args.command == "load":
             return _load(args)
         if args.command == "report":

@@ -35,6 +35,7 @@ from gateway.governance.ledger import (
 )
 from gateway.governance.merkle import ProofError
 from gateway.governance.records import JournalError, Record
+from gateway.monitoring import profile_cli
 
 STREAMS = (ADMIN, PREDICTIONS)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     _journal_parser(commands)
     _token_parser(commands)
     admin_cli.add_parser(commands)
+    profile_cli.add_parser(commands)
     commands.add_parser(
         "bench",
         help="load generator and peer comparison (see `modelgate bench --help`)",
@@ -263,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "admin":
         return admin_cli.main(args)
+    if args.command == "profile":
+        return profile_cli.main(args)
     offline = {"token": lambda: asyncio.run(_token(args)), "journal": lambda: _journal(args)}
     if args.command in offline:
         try:

@@ -6,11 +6,16 @@ A profile is a JSON document, format ``modelgate.profile/1``::
       "format": "modelgate.profile/1",
       "id": "<first 16 hex chars of SHA-256 over the canonical JSON of all other top-level keys>",
       "created_from": {"rows": N, "source": "<free text: a file path, a data set name>"},
+      "input": "features",
       "features": [
         {"name": "income", "index": 0, "kind": "numeric",
          "edges": [bins + 1 ascending floats],
          "proportions": {"bins": [bins floats], "below_min": f, "above_max": f, "missing": f},
          "min": f, "max": f, "mean": f, "std": f, "missing_rate": f},
+        {"name": "region", "index": 1, "kind": "categorical",
+         "categories": ["3", "1", ...], "other_values": ["7", "12", ...],
+         "proportions": {"categories": [f, ...], "other": f, "new_level": 0.0, "missing": f},
+         "missing_rate": f},
         ...
       ],
       "outputs": [
@@ -20,10 +25,23 @@ A profile is a JSON document, format ``modelgate.profile/1``::
       ]
     }
 
-``index`` is the feature's column in the model's input tensor (the order of the mapping given to
-`build_profile`). ``column`` picks one column of a 2-D output (e.g. P(class 1)); it is absent for
-1-D outputs. Canonical JSON is ``json.dumps(sort_keys=True, separators=(",", ":"),
-ensure_ascii=True, allow_nan=False)``; every number in a profile is finite.
+``input`` names the model input whose columns the features are; it is optional (profiles made
+before it existed have none) and then means the model's only input. ``index`` is the feature's
+column in that tensor (the order of the mapping given to `build_profile`). ``column`` picks one
+column of a 2-D output (e.g. P(class 1)); it is absent for 1-D outputs.
+
+Categorical features hold category codes in a numeric tensor (what an ONNX model takes).
+``categories`` are the ``top_k`` most frequent values (ties: smaller value first), in that order;
+``other_values`` are the other values seen at profiling time, ascending, whose rows count as
+``other``; ``new_level`` (0 in the reference) counts live values in neither list (±inf too,
+unless profiled); NaN is missing. Values are written as labels (`category_label`): an integral
+value as a decimal integer ("3" for 3.0, "0" for -0.0), any other as the shortest decimal that
+reads back as the same value in its dtype ("0.1" for FP32 0.1), ±inf as "inf" / "-inf". A live
+value belongs to the category whose label parses, in the input tensor's dtype, to a value equal
+to it (`category_value`) — the same as comparing labels.
+
+Canonical JSON is ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+allow_nan=False)``; every number in a profile is finite.
 
 Binning rule (shared with the streaming drift kernel; `bin_counts` is its NumPy reference)::
 
@@ -64,11 +82,14 @@ import numpy.typing as npt
 
 __all__ = [
     "FORMAT",
+    "MAX_CATEGORY_VALUES",
     "OutputColumn",
     "Profile",
     "bin_counts",
     "bin_edges",
     "build_profile",
+    "category_label",
+    "category_value",
     "load_profile",
     "profile_id",
     "save_profile",
@@ -76,6 +97,8 @@ __all__ = [
 
 FORMAT = "modelgate.profile/1"
 _ID_HEX_CHARS = 16
+# More distinct values than this is an identifier or a measurement, not a category: refused.
+MAX_CATEGORY_VALUES = 10_000
 
 Profile = dict[str, Any]
 """A profile document as described in the module docstring (plain JSON types only)."""
@@ -216,6 +239,72 @@ def _numeric_entry(values: npt.NDArray[Any], bins: int, what: str) -> dict[str, 
     }
 
 
+def category_label(value: npt.ArrayLike) -> str:
+    """The label of one category value (rule: module docstring). Raises ValueError for NaN
+    (missing, never a category) and for anything but one number."""
+    v = np.asarray(value)
+    if v.ndim != 0 or v.dtype.kind not in "biuf":
+        raise ValueError(f"a category value is one number, got {value!r}")
+    if v.dtype.kind in "biu":
+        return str(int(v))
+    if np.isnan(v):
+        raise ValueError("NaN is missing, not a category value")
+    if v == 0:
+        return "0"  # -0.0 equals 0.0, so they are one category
+    return np.format_float_positional(v[()], unique=True, trim="-")
+
+
+def category_value(label: str, dtype: npt.DTypeLike) -> float:
+    """The value ``label`` stands for in a tensor of ``dtype``, widened to float64 as the
+    drift kernel compares values. Raises ValueError when ``label`` is not a number that
+    ``dtype`` holds (e.g. "2.5" or "300" for INT8)."""
+    kind = np.dtype(dtype)
+    try:
+        if kind.kind in "biu":
+            number = int(label)
+            if kind.kind == "b":
+                if number not in (0, 1):
+                    raise ValueError
+            elif not np.iinfo(kind).min <= number <= np.iinfo(kind).max:
+                raise ValueError
+            return float(np.asarray(number, dtype=kind))
+        if kind.kind == "f":
+            parsed = float(label)
+            if parsed != parsed:
+                raise ValueError
+            return float(np.asarray(parsed, dtype=kind))
+    except ValueError:
+        raise ValueError(f"category {label!r} is not a {kind} value") from None
+    raise ValueError(f"categories need a numeric tensor, not {kind}")
+
+
+def _categorical_feature_entry(values: npt.NDArray[Any], top_k: int, what: str) -> dict[str, Any]:
+    missing = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
+    distinct, counts = np.unique(values[~missing], return_counts=True)
+    if distinct.size == 0:
+        raise ValueError(f"{what}: no values besides missing ones")
+    if distinct.size > MAX_CATEGORY_VALUES:
+        raise ValueError(
+            f"{what}: {distinct.size} distinct values, more than {MAX_CATEGORY_VALUES}: "
+            "profile it as numeric"
+        )
+    # np.unique sorts ascending and the sort is stable, so ties keep the smaller value first.
+    by_count = np.argsort(-counts, kind="stable")
+    top, rest = by_count[:top_k], np.sort(by_count[top_k:])
+    n = values.size
+    return {
+        "categories": [category_label(distinct[i]) for i in top],
+        "other_values": [category_label(distinct[i]) for i in rest],
+        "proportions": {
+            "categories": (counts[top] / n).tolist(),
+            "other": float(counts[rest].sum() / n),
+            "new_level": 0.0,
+            "missing": float(missing.sum() / n),
+        },
+        "missing_rate": float(missing.sum() / n),
+    }
+
+
 def _categorical_entry(
     values: npt.NDArray[Any], categories: Iterable[str] | None, what: str
 ) -> dict[str, Any]:
@@ -243,24 +332,36 @@ def build_profile(
     bins: int = 10,
     outputs: Iterable[OutputColumn] = (),
     source: str = "",
+    categorical: Iterable[str] = (),
+    top_k: int = 20,
+    input_name: str | None = None,
 ) -> Profile:
     """Profile training data: per-feature reference bins and summary statistics.
 
     ``columns`` maps feature name to a 1-D numeric array, one entry per row, in the order of the
-    model's input columns (that order becomes ``index``). NaN counts as missing. ``outputs`` adds
-    the model's outputs on the same rows. ``source`` is recorded as given.
+    model's input columns (that order becomes ``index``). NaN counts as missing. The features
+    named in ``categorical`` get the ``top_k`` most frequent values as categories, the others
+    numeric bins. ``outputs`` adds the model's outputs on the same rows. ``source`` is recorded
+    as given; ``input_name``, when given, becomes the profile's ``input``.
 
     Returns a JSON-ready dict in the ``modelgate.profile/1`` format (module docstring), ``id``
     included. Deterministic: the same inputs give the same document and id.
 
     Raises ValueError for: no columns, zero rows, columns of unequal length, a non-numeric or
-    non-1-D feature, a feature or numeric output without one finite value, ``bins < 1``, and an
-    output whose shape, ``column``, ``kind`` or categories do not fit its values.
+    non-1-D feature, a feature or numeric output without one finite value, ``bins < 1``,
+    ``top_k < 1``, a ``categorical`` name that is not a column, a categorical feature with more
+    than `MAX_CATEGORY_VALUES` distinct values, and an output whose shape, ``column``, ``kind``
+    or categories do not fit its values.
     """
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
     if not columns:
         raise ValueError("no feature columns to profile")
+    categorical = frozenset(categorical)
+    if unknown := sorted(categorical - columns.keys()):
+        raise ValueError(f"categorical names no such column: {unknown}")
     arrays = {name: np.asarray(col) for name, col in columns.items()}
     for name, a in arrays.items():
         if a.ndim != 1 or a.dtype.kind not in "biuf":
@@ -274,8 +375,13 @@ def build_profile(
 
     features: list[dict[str, Any]] = []
     for index, (name, a) in enumerate(arrays.items()):
-        entry = {"name": name, "index": index, "kind": "numeric"}
-        entry.update(_numeric_entry(a, bins, f"feature {name!r}"))
+        what = f"feature {name!r}"
+        if name in categorical:
+            entry = {"name": name, "index": index, "kind": "categorical"}
+            entry.update(_categorical_feature_entry(a, top_k, what))
+        else:
+            entry = {"name": name, "index": index, "kind": "numeric"}
+            entry.update(_numeric_entry(a, bins, what))
         features.append(entry)
 
     output_entries: list[dict[str, Any]] = []
@@ -310,6 +416,9 @@ def build_profile(
         "features": features,
         "outputs": output_entries,
     }
+    if input_name is not None:
+        # only when given, so that a profile without it keeps its document and id
+        profile["input"] = input_name
     profile["id"] = profile_id(profile)
     return profile
 
