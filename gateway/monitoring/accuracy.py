@@ -478,16 +478,31 @@ class _Version:
 
 
 @dataclass(slots=True)
+class _Values:
+    """A regression's rows of one entry, as float64."""
+
+    actual: np.ndarray
+    predicted: np.ndarray
+
+
+@dataclass(slots=True)
+class _Labels:
+    """A classification's rows of one entry."""
+
+    actual: list[str]
+    predicted: list[str]
+    scores: np.ndarray | None  # as recorded, when they fit `columns`
+    columns: tuple[str, ...] | None  # the label of each score column
+
+
+@dataclass(slots=True)
 class _Entry:
-    """One validated entry of an actuals payload; for a held prediction not yet joined, its
-    rows ready to count (actual and predicted labels or values, float64 scores)."""
+    """One validated entry of an actuals payload, with its rows ready to count when it is for
+    a held prediction not yet joined."""
 
     request_id: str
     found: Prediction | None
-    actual: list[str] | np.ndarray | None = None
-    predicted: list[str] | np.ndarray | None = None
-    scores: np.ndarray | None = None  # [rows, columns], or [rows] for a binary positive score
-    columns: tuple[str, ...] | None = None  # the label of each score column
+    rows: _Values | _Labels | None = None
 
 
 class Accuracy:
@@ -559,16 +574,24 @@ class Accuracy:
         unknown: list[str] = []
         duplicates: list[str] = []
         joined = rows = 0
+        # rows to add, grouped so that each window takes one vectorised add per score shape;
+        # the key holds id(window), and the value the window itself, so the id stays unique
+        pending: dict[tuple[Any, ...], tuple[_Window, TaskSpec, list[_Values | _Labels]]] = {}
         for entry in parsed:
             if entry.request_id in seen or (entry.found is not None and entry.found.joined):
                 duplicates.append(entry.request_id)
-            elif entry.actual is None:
+            elif entry.found is None or entry.rows is None:
                 unknown.append(entry.request_id)
             else:
-                self._join(deployment, entry, now)
+                window = self._join(deployment, entry.found, entry.rows, now)
                 joined += 1
                 rows += entry.found.rows
+                if window is not None:
+                    key = (id(window), *_row_shape(entry.rows))
+                    pending.setdefault(key, (window, entry.found.task, []))[2].append(entry.rows)
             seen.add(entry.request_id)
+        for window, task, group in pending.values():
+            _add_rows(window, task, group)
         self._unknown[deployment] += len(unknown)
         self._duplicates[deployment] += len(duplicates)
         return {"joined": joined, "rows": rows, "unknown_ids": unknown, "duplicate_ids": duplicates}
@@ -589,10 +612,11 @@ class Accuracy:
         except ValueError as error:
             raise InvalidInput(f"{where} (id '{request_id}'): {error}") from None
 
-    def _join(self, deployment: str, entry: _Entry, now: float) -> None:
-        """Count a validated entry; only arithmetic on prepared arrays, so it cannot fail."""
-        found = entry.found
-        assert found is not None and entry.actual is not None and entry.predicted is not None
+    def _join(
+        self, deployment: str, found: Prediction, rows: _Values | _Labels, now: float
+    ) -> _Window | None:
+        """Count a validated entry's join and lag, and return the window its rows go to (None
+        when the version has since been reloaded with another task). It cannot fail."""
         state = self._version(deployment, found.version, found.task, restart=False)
         lag = max(0.0, now - found.time)
         counters = state.counters
@@ -601,20 +625,15 @@ class Accuracy:
         counters.lag_count += found.rows
         found.joined, found.labels, found.scores = True, None, None
         if state.task is not found.task and state.task != found.task:
-            return  # predicted before the version was reloaded with another task
+            return None  # predicted before the version was reloaded with another task
         window = state.window(int(now // self._window_s), self._horizon)
         window.lags[bisect.bisect_right(_LAG_BOUNDS_S, lag) - 1] += found.rows
         predicted_in = state.windows.get(int(found.time // self._window_s))
         if predicted_in is not None:
             predicted_in.predicted_joined += found.rows
-        if isinstance(entry.actual, np.ndarray):
-            assert isinstance(entry.predicted, np.ndarray)
-            window.add_regression(entry.actual, entry.predicted)
-            return
-        assert isinstance(entry.predicted, list)
-        if entry.columns is not None and found.task.classes is None:
-            state.score_width = len(entry.columns)
-        window.add_classification(entry.actual, entry.predicted, *_scored(entry))
+        if isinstance(rows, _Labels) and rows.columns and not found.task.classes:
+            state.score_width = len(rows.columns)
+        return window
 
     def metrics(
         self, deployment: str, version: str | None = None, last_windows: int | None = None
@@ -674,7 +693,7 @@ def _parse(request_id: str, found: Prediction, actual: Any) -> _Entry:
             if not math.isfinite(value):
                 raise ValueError(f"actual {value!r} is not finite")
         as_float = np.asarray(values, dtype=np.float64)
-        return _Entry(request_id, found, as_float, predicted.astype(np.float64))
+        return _Entry(request_id, found, _Values(as_float, predicted.astype(np.float64)))
     for value in values:
         if isinstance(value, float) or not isinstance(value, str | int):
             raise ValueError(f"a label must be a string, an integer or a boolean: {value!r}")
@@ -685,24 +704,51 @@ def _parse(request_id: str, found: Prediction, actual: Any) -> _Entry:
         for label in labels:
             if label not in columns:
                 raise ValueError(f"label {label!r} is not one of the classes {list(columns)}")
-    if scores is None or len(scores) != found.rows or len(columns or ()) != _score_width(scores):
-        scores = None  # none, or a config's classes that do not fit the model's columns
-    else:
-        scores = np.asarray(scores, dtype=np.float64)
-        scores = scores.reshape(-1) if scores.ndim == 2 and scores.shape[1] == 1 else scores
+    if scores is not None and (
+        len(scores) != found.rows or len(columns or ()) != _score_width(scores)
+    ):
+        scores = None  # a config's classes that do not fit the model's columns
     predicted_labels = [_label(p) for p in predicted.tolist()]
-    return _Entry(request_id, found, labels, predicted_labels, scores, columns)
+    return _Entry(request_id, found, _Labels(labels, predicted_labels, scores, columns))
+
+
+def _row_shape(rows: _Values | _Labels) -> tuple[tuple[str, ...] | None, tuple[int, ...] | None]:
+    """What rows must share to be added together: score columns and the shape of a score row."""
+    if isinstance(rows, _Values) or rows.scores is None:
+        return None, None
+    return rows.columns, rows.scores.shape[1:]
+
+
+def _add_rows(window: _Window, task: TaskSpec, group: list[_Values | _Labels]) -> None:
+    """Add the rows of joined entries of one version that share a `_row_shape`."""
+    values = [rows for rows in group if isinstance(rows, _Values)]
+    if values:
+        actual = np.concatenate([rows.actual for rows in values])
+        window.add_regression(actual, np.concatenate([rows.predicted for rows in values]))
+        return
+    labels = [rows for rows in group if isinstance(rows, _Labels)]
+    actual_labels = [label for rows in labels for label in rows.actual]
+    predicted = [label for rows in labels for label in rows.predicted]
+    columns = labels[0].columns
+    scored = [rows.scores for rows in labels if rows.scores is not None]
+    if not scored or columns is None:
+        window.add_classification(actual_labels, predicted)
+        return
+    scores = np.concatenate(scored).astype(np.float64)
+    if scores.ndim == 2 and scores.shape[1] == 1:
+        scores = scores.reshape(-1)
+    window.add_classification(
+        actual_labels, predicted, *_scored(scores, columns, task, actual_labels)
+    )
 
 
 def _scored(
-    entry: _Entry,
+    scores: np.ndarray, columns: tuple[str, ...], task: TaskSpec, actual: list[str]
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """For `_Window.add_classification`: the probability of each actual class and, for a
-    binary task, the positive score and which actuals are positive."""
-    scores, columns, actual, found = entry.scores, entry.columns, entry.actual, entry.found
-    if scores is None or columns is None or not isinstance(actual, list) or found is None:
-        return None, None, None
-    positive = _positive(found.task, columns) if len(columns) == 2 else None
+    binary task, the positive score and which actuals are positive. ``scores`` are float64,
+    [rows] (a binary positive score) or [rows, columns]."""
+    positive = _positive(task, columns) if len(columns) == 2 else None
     is_positive = None if positive is None else np.array([a == positive for a in actual])
     if scores.ndim == 1:
         assert is_positive is not None  # a 1-D score is binary
