@@ -172,8 +172,8 @@ class DynamicBatcher:
             except Exception as failure:  # fails this batch, never the worker
                 results = []
                 error = failure if isinstance(failure, BatchError) else BatchError(str(failure))
+            observer = self._observer  # read before the answers go back: whoever set it sees it
             loop.call_soon_threadsafe(self._finish, batch, results, error)
-            observer = self._observer
             if observer is not None and ran is not None:
                 # after the answers were handed back: the clients do not wait for it
                 try:
