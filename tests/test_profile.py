@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.monitoring.profile import (
     FORMAT,
@@ -19,6 +21,8 @@ from gateway.monitoring.profile import (
     bin_counts,
     bin_edges,
     build_profile,
+    category_label,
+    category_value,
     load_profile,
     profile_id,
     save_profile,
@@ -280,3 +284,103 @@ def test_load_rejects_edited_profile(tmp_path: Path) -> None:
     path.write_text(json.dumps({"format": "something/else"}))
     with pytest.raises(ValueError, match="not a"):
         load_profile(path)
+
+
+# --- categorical features, the input name, stored profiles ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "profile_id_"), [("1", "ce101956fb69f60c"), ("2", "43d0b819ad2fe00d")]
+)
+def test_example_profiles_keep_loading_with_their_ids(version: str, profile_id_: str) -> None:
+    path = Path(__file__).resolve().parents[1] / "examples/models/credit_risk" / version
+    profile = load_profile(path / "profile.json")
+    assert profile["id"] == profile_id_ == profile_id(profile)
+    assert "input" not in profile  # made before the key existed: the model's only input
+
+
+def test_input_name_is_recorded_only_when_given() -> None:
+    columns = {"a": np.arange(20.0)}
+    assert "input" not in build_profile(columns)
+    named = build_profile(columns, input_name="features")
+    assert named["input"] == "features"
+    assert named["id"] != build_profile(columns)["id"]
+
+
+def test_categorical_feature() -> None:
+    codes = np.array([3, 3, 3, 1, 1, 7, 7, 2, 9, np.nan], dtype=np.float32)
+    profile = build_profile({"x": np.arange(10.0), "code": codes}, categorical=["code"], top_k=2)
+    entry = profile["features"][1]
+    assert entry["kind"] == "categorical" and entry["index"] == 1
+    # most frequent first; 1 and 7 tie at 2 rows: the smaller value wins the last place
+    assert entry["categories"] == ["3", "1"]
+    assert entry["other_values"] == ["2", "7", "9"]
+    assert entry["proportions"] == {
+        "categories": [0.3, 0.2],
+        "other": pytest.approx(0.4),
+        "new_level": 0.0,
+        "missing": 0.1,
+    }
+    assert entry["missing_rate"] == 0.1
+    assert "edges" not in entry
+
+
+@pytest.mark.parametrize(
+    ("columns", "options", "match"),
+    [
+        ({"x": np.arange(3.0)}, {"categorical": ["y"]}, "no such column"),
+        ({"x": np.arange(3.0)}, {"categorical": ["x"], "top_k": 0}, "top_k"),
+        ({"x": np.full(3, np.nan)}, {"categorical": ["x"]}, "no values besides missing"),
+        ({"x": np.arange(10_001.0)}, {"categorical": ["x"]}, "profile it as numeric"),
+    ],
+)
+def test_invalid_categorical_raises(
+    columns: dict[str, np.ndarray], options: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        build_profile(columns, **options)
+
+
+@pytest.mark.parametrize(
+    ("value", "label"),
+    [
+        (np.float32(3.0), "3"),
+        (np.float32(0.1), "0.1"),
+        (np.float64(0.1), "0.1"),
+        (np.float32(-0.0), "0"),
+        (np.float64(-2.5), "-2.5"),
+        (np.int64(7), "7"),
+        (np.bool_(True), "1"),
+        (np.float32(np.inf), "inf"),
+        (np.float64(-np.inf), "-inf"),
+        (np.float32(1e20), "100000000000000000000"),
+    ],
+)
+def test_category_label(value: np.generic, label: str) -> None:
+    assert category_label(value) == label
+    assert category_value(label, value.dtype) == float(value)
+
+
+@pytest.mark.parametrize(
+    ("label", "dtype"),
+    [("2.5", np.int64), ("300", np.int8), ("red", np.float32), ("nan", np.float64), ("2", bool)],
+)
+def test_category_value_refuses(label: str, dtype: type) -> None:
+    with pytest.raises(ValueError, match="is not a"):
+        category_value(label, dtype)
+
+
+def test_category_label_refuses_nan_and_arrays() -> None:
+    with pytest.raises(ValueError, match="missing"):
+        category_label(np.float32(np.nan))
+    with pytest.raises(ValueError, match="one number"):
+        category_label(np.zeros(2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.floats(width=32, allow_nan=False), wide=st.booleans())
+def test_category_labels_round_trip(value: float, wide: bool) -> None:
+    # a label reads back, in the dtype it was written from, as the very same value
+    dtype = np.float64 if wide else np.float32
+    typed = dtype(value)
+    assert category_value(category_label(typed), dtype) == float(typed)

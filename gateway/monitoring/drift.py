@@ -55,7 +55,9 @@ class DriftConfig:
     large data; KS statistic 0.1, on the same scale (a KS p-value would flag negligible shifts
     at serving volumes); a data set drifts when half its features do (Evidently's share).
     ``min_rows``: below it a window range is too small to judge (PSI's sampling noise alone is
-    about (bins - 1) / rows: 0.012 at 1000 rows with 10 bins).
+    about (bins - 1) / rows: 0.012 at 1000 rows with 10 bins). With these defaults, on the
+    example's credit data (bench drift), 2 % of unshifted windows of 1000 rows have a feature in
+    alert (0.1 % of feature-windows), none of 10 000 rows.
     """
 
     window_s: float = 60.0
@@ -152,10 +154,11 @@ class DriftMonitor:
         return self._errors
 
     def warm_up(self) -> None:
-        """Run every kernel this monitor uses once, on no rows, and score once: call at load,
-        before traffic. The kernels are compiled ahead of time (or read from Numba's cache) at
-        import; this makes sure of it and of every first-call cost on the way."""
-        counts = np.zeros(self._layout.size, dtype=np.int64)
+        """Run every kernel this monitor uses once, on no rows, and score a made-up window:
+        call at load, before traffic. The kernels are compiled ahead of time (or read from
+        Numba's cache) at import; this makes sure of it and of every first-call cost on the
+        way. Counts nothing."""
+        counts = np.ones(self._layout.size, dtype=np.int64)
         for source in self._sources:
             dtype = np.float64 if source.convert else source.dtype
             empty = np.zeros((0, source.width), dtype=dtype)

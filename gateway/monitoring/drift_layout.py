@@ -40,7 +40,8 @@ class Segment:
     start: int  # first slot in the counts vector
     size: int  # slots: bins + 3 or categories + 3 (kernels/sketch.py layouts)
     reference: np.ndarray  # float64 proportions in the same layout
-    edges: np.ndarray  # numeric: the bin edges; categorical: empty
+    # numeric: the bin edges with the end bins narrowed (`wasserstein_edges`); categorical: empty
+    wasserstein_edges: np.ndarray
     std: float  # numeric: the reference std of the finite values; categorical: 0
     column: int | None = None  # outputs only: the column of a 2-D output
 
@@ -233,6 +234,8 @@ class _Builder:
         row[sketch.COUNT_START] = self.end
         row[sketch.SEGMENT_LEN] = size
         self._plan.append(row)
+        if kind == NUMERIC:
+            edges = wasserstein_edges(edges, reference)
         segment = Segment(name, kind, self.end, size, reference, edges, std, output_column)
         self.segments.append(segment)
         self.end += size
@@ -251,6 +254,33 @@ class _Builder:
             np.asarray(self._table, dtype=np.float64),
             np.asarray(self._slots, dtype=np.int64),
         )
+
+
+def wasserstein_edges(edges: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The edges the binned Wasserstein distance spreads each bin's mass over: the profile's,
+    except that each end bin spans at most twice the width its share would take at the density
+    of the bin next to it (when there are 3 bins or more).
+
+    The end bins reach out to the most extreme training values, where few rows lie: spread
+    evenly over all of that, a tenth of the mass would count as if it sat far out, inflating
+    the distance of a shift (2.4 instead of 1.0 for a 1-std shift of a lognormal income) and its
+    noise. Twice the neighbour's width: for a normal, the last decile's mean lies 1.1 widths of
+    the decile before it past its edge, as an even spread over 2.2 widths would put it. On the
+    example's credit data (bench drift) the binned distance then runs about 5 % under SciPy's on
+    the raw rows for a 0.1 std shift and 11 % under for 1 std, and its noise on unshifted rows
+    stays at the raw rows' level.
+    """
+    spread = edges.copy()
+    k = edges.size - 1
+    if k < 3:
+        return spread
+    first, last = reference[0], reference[k - 1]
+    first_width, last_width = edges[2] - edges[1], edges[k - 1] - edges[k - 2]
+    if reference[1] > 0 and first_width > 0:
+        spread[0] = max(edges[0], edges[1] - 2.0 * first_width * first / reference[1])
+    if reference[k - 2] > 0 and last_width > 0:
+        spread[k] = min(edges[k], edges[k - 1] + 2.0 * last_width * last / reference[k - 2])
+    return spread
 
 
 def _numeric_entry(entry: Mapping[str, Any], what: str) -> tuple[np.ndarray, np.ndarray, float]:

@@ -5,7 +5,8 @@ Per feature or output column (segment layouts: kernels/sketch.py):
 - ``psi``: population stability index over every slot, missing and out-of-range included.
 - ``js``: Jensen-Shannon distance, base 2, in [0, 1], over the same slots.
 - ``wasserstein``: Wasserstein-1 on the bins divided by the reference std (a pure mean shift of
-  d standard deviations scores about d); null for categorical columns, and 0 for a constant
+  d standard deviations scores about d), the end bins narrowed as
+  `drift_layout.wasserstein_edges` says; null for categorical columns, and 0 for a constant
   reference column (std 0: no bin has width, so any move shows as out-of-range in psi / js).
 - ``ks``: Kolmogorov-Smirnov statistic of the binned CDFs; null for categorical columns.
 
@@ -64,7 +65,7 @@ def segment_scores(segment: Segment, counts: np.ndarray, config: DriftConfig) ->
         measures["js"] = js_distance(live, reference)
         if segment.kind == NUMERIC:
             measures["ks"] = _defined(binned_ks(live, reference))
-            distance = binned_wasserstein(live, reference, segment.edges)
+            distance = binned_wasserstein(live, reference, segment.wasserstein_edges)
             # std 0 means every edge is one value: no bin has width, so the distance is 0 too.
             measures["wasserstein"] = _defined(distance / segment.std if segment.std else distance)
     found.update(measures)
