@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 
 from gateway import admin_cli
-from gateway.config import ConfigError, ServerConfig, load_server_config
+from gateway.config import ConfigError, JournalConfig, ServerConfig, load_server_config
 from gateway.control import Control
 from gateway.errors import GatewayError
 from gateway.governance.checkpoints import CheckpointError, NoteKey
@@ -23,18 +23,22 @@ from gateway.governance.identity import TokenStore
 from gateway.governance.ledger import (
     ADMIN,
     PREDICTIONS,
+    Export,
     Ledger,
     LedgerError,
+    StreamCheck,
+    export_records,
     iter_records,
     prove,
     prove_consistency,
     public_key,
+    record_document,
     verify_consistency,
     verify_ledger,
     verify_proof,
 )
 from gateway.governance.merkle import ProofError
-from gateway.governance.records import JournalError, Record
+from gateway.governance.records import JournalError
 from gateway.monitoring import profile_cli
 
 STREAMS = (ADMIN, PREDICTIONS)
@@ -112,13 +116,26 @@ def _journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "default: derived from the journal's own signing key file",
     )
     actions = journal.add_subparsers(dest="action", required=True)
-    actions.add_parser("verify", help="recompute chains, trees and checkpoint signatures")
+    verify = actions.add_parser("verify", help="recompute chains, trees and checkpoint signatures")
+    verify.add_argument(
+        "--from-checkpoint",
+        action="store_true",
+        help="trust each stream's latest signed checkpoint; check only the records after it",
+    )
     for name, text in (("show", "print records"), ("export", "write records for archiving")):
         action = actions.add_parser(name, help=text)
         action.add_argument("--stream", choices=STREAMS, default=PREDICTIONS)
         action.add_argument("--since", help="ISO 8601 time (inclusive)")
         action.add_argument("--until", help="ISO 8601 time (exclusive)")
         action.add_argument("--format", choices=("jsonl",), default="jsonl")
+    export = actions.choices["export"]
+    export.add_argument(
+        "--out",
+        type=Path,
+        help="a new file, or a folder to write <stream>-<first seq>-<last seq>.jsonl in; the "
+        "records written are then marked exported, so that retention may delete their segments "
+        "once old enough (default: stdout, marking nothing)",
+    )
     tail = actions.add_parser("tail", help="print the last records")
     tail.add_argument("--stream", choices=STREAMS, default=PREDICTIONS)
     tail.add_argument("-n", type=int, default=10, help="how many (default 10)")
@@ -202,8 +219,13 @@ def _journal(args: argparse.Namespace) -> int:
         raise ConfigError(f"no journal at {root}")
     key = key or public_key(root, config)
     if args.action == "verify":
-        for stream, found in verify_ledger(root, key).items():
-            print(f"{stream}: {found['records']} records, {found['checkpoints']} checkpoints: ok")
+        checks = verify_ledger(root, key, STREAMS, from_checkpoint=args.from_checkpoint)
+        for stream, found in checks.items():
+            print(_verified(stream, found, args.from_checkpoint))
+        return 0
+    if args.action == "export" and args.out is not None:
+        since, until = _time_ns(args.since), _time_ns(args.until)
+        print(_exported(export_records(root, args.stream, args.out, since, until), config))
         return 0
     if args.action == "prove-consistency":
         document = prove_consistency(root, key, args.stream, args.old, args.new)
@@ -220,22 +242,45 @@ def _journal(args: argparse.Namespace) -> int:
     else:
         records = iter_records(root, args.stream, _time_ns(args.since), _time_ns(args.until))
     for record in records:
-        sys.stdout.write(orjson.dumps(_record_json(record)).decode() + "\n")
+        sys.stdout.write(orjson.dumps(record_document(record)).decode() + "\n")
     return 0
 
 
-def _record_json(record: Record) -> dict[str, object]:
-    return {
-        "stream": record.stream,
-        "seq": record.seq,
-        # floored to the microsecond, so that `--since` with this time includes the record
-        "time": (EPOCH + timedelta(microseconds=record.time_ns // 1000)).isoformat(),
-        "kind": record.kind,
-        "actor": record.actor,
-        "payload": record.payload,
-        "prev": record.prev,
-        "hash": record.hash,
-    }
+def _verified(stream: str, found: StreamCheck, from_checkpoint: bool) -> str:
+    """One stream's `journal verify` line, and where retention deleted records, who says so."""
+    span = f"{found.records} records (seq {found.first}..{found.head})"
+    if from_checkpoint:
+        line = f"{stream}: {span} after the latest signed checkpoint (size {found.first - 1}): ok"
+    else:
+        line = f"{stream}: {span}, {found.checkpoints} checkpoints: ok"
+    anchor = found.retention
+    if anchor.seq:
+        line += (
+            f"\n  seq 1..{anchor.seq} deleted by retention, attested by the retention.applied "
+            f"record at admin seq {anchor.record_seq} ({_iso(anchor.record_time_ns)}): exported "
+            f"through seq {anchor.exported_through}, older than {anchor.retention_days} days; "
+            f"the tree restarts there, checked against the signed checkpoint of size "
+            f"{anchor.checkpoint}; {found.earlier} earlier checkpoints: signatures only"
+        )
+    return line
+
+
+def _exported(done: Export, config: JournalConfig) -> str:
+    span = f"seq {done.first_seq}..{done.last_seq}" if done.records else "none in that range"
+    line = f"wrote {done.records} records ({span}) to {done.path}"
+    if done.marked:
+        return (
+            f"{line}; exported through seq {done.exported_through}: segments up to it may be "
+            f"deleted once older than {config.retention_days} days"
+        )
+    return (
+        f"{line}; the export mark stays at seq {done.exported_through} (an export moves it only "
+        "when it starts at or before the seq after it)"
+    )
+
+
+def _iso(time_ns: int) -> str:
+    return (EPOCH + timedelta(microseconds=time_ns // 1000)).isoformat()
 
 
 def _time_ns(text: str | None) -> int | None:
@@ -262,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.bench.__main__ import main as bench_main
 
         return bench_main(argv[1:])
+    if argv[:1] == ["drift"]:  # `modelgate drift D` is `modelgate admin drift D`
+        argv = ["admin", *argv]
     args = _parser().parse_args(argv)
     if args.command == "admin":
         return admin_cli.main(args)

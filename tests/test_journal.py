@@ -811,15 +811,29 @@ def test_retention_deletes_only_exported_old_closed_segments(tmp_path: Path) -> 
     files = seg_files(tmp_path)
     records = list(journal.read("admin"))
     in_a_year = records[-1].time_ns + 365 * DAY_NS
-    assert journal.apply_retention(in_a_year) == []  # nothing exported
+
+    def expired(now_ns: int) -> list[Path]:
+        return [segment.path for segment in journal.expired("admin", now_ns)]
+
+    assert expired(in_a_year) == []  # nothing exported
     boundary = int(files[3].stem) - 1  # the last seq of the third segment
     journal.mark_exported("admin", boundary + 1)  # one record into the fourth segment
-    assert journal.apply_retention(records[-1].time_ns + 100 * DAY_NS) == []  # too young
-    assert journal.apply_retention(in_a_year) == files[:3]
+    assert expired(records[-1].time_ns + 100 * DAY_NS) == []  # too young
+    assert expired(in_a_year) == files[:3]
+    with pytest.raises(ValueError, match="exported only through"):
+        journal.retire("admin", boundary + 2)
+    with pytest.raises(ValueError, match="no closed segment ends at seq"):
+        journal.retire("admin", boundary + 1)
+    assert journal.retire("admin", boundary) == files[:3]
+    assert journal.retire("admin", boundary) == []  # done already
     assert seg_files(tmp_path) == files[3:]
     assert seqs(journal) == list(range(boundary + 1, 21))
+    assert journal.manifest("admin").base_seq == boundary
     journal.mark_exported("admin", 20)
-    assert journal.apply_retention(in_a_year * 2) == files[3:-1]  # never the active segment
+    assert expired(in_a_year * 2) == files[3:-1]  # never the active segment
+    with pytest.raises(ValueError, match="no closed segment ends at seq 20"):
+        journal.retire("admin", 20)
+    assert journal.retire("admin", int(files[-1].stem) - 1) == files[3:-1]
     with pytest.raises(ValueError, match="ends at seq 20"):
         journal.mark_exported("admin", 21)
     for i in range(6):  # into a new segment or two
@@ -834,6 +848,14 @@ def test_retention_deletes_only_exported_old_closed_segments(tmp_path: Path) -> 
     assert verify_journal(tmp_path)["admin"].head_seq == 26
     seg_files(tmp_path)[0].unlink()  # a kept segment deleted by hand is still damage
     assert corrupt(tmp_path).seq == manifest.base_seq + 1
+
+
+def test_an_injected_clock_stamps_records(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path, JournalOptions(fsync="off"), clock=lambda: 7 * DAY_NS)
+    journal.append_nowait("admin", "op", "a", {})
+    journal.close()
+    with Journal.open(tmp_path) as reopened:
+        assert [r.time_ns for r in reopened.read("admin")] == [7 * DAY_NS]
 
 
 def test_interrupted_retention_is_finished_on_open(tmp_path: Path) -> None:

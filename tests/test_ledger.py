@@ -53,7 +53,9 @@ async def test_checkpoints_are_signed_every_n_records_and_on_close(tmp_path: Pat
     sizes = [s.checkpoint.size for s in read_checkpoints(tmp_path, PREDICTIONS, key)]
     # every 4 records (the writer may take several records per group), and the rest on close
     assert sizes[-1] == 10 and sizes == sorted(sizes) and len(sizes) >= 3
-    assert verify_ledger(tmp_path, key)[PREDICTIONS] == {"records": 10, "checkpoints": len(sizes)}
+    found = verify_ledger(tmp_path, key)[PREDICTIONS]
+    assert (found.records, found.first, found.checkpoints) == (10, 1, len(sizes))
+    assert found.retention.seq == 0 and found.earlier == 0
 
 
 async def test_reopening_rebuilds_the_tree_and_the_request_index(tmp_path: Path) -> None:
@@ -66,7 +68,7 @@ async def test_reopening_rebuilds_the_tree_and_the_request_index(tmp_path: Path)
         await ledger.journal.append(PREDICTIONS, "prediction", "t", {"request_id": "new"})
     finally:
         ledger.close()
-    assert verify_ledger(tmp_path, ledger.key)[PREDICTIONS]["records"] == 7
+    assert verify_ledger(tmp_path, ledger.key)[PREDICTIONS].records == 7
 
 
 async def test_a_proof_verifies_offline_and_every_forgery_is_named(tmp_path: Path) -> None:
@@ -142,7 +144,7 @@ async def test_cli_verify_show_tail_prove_and_verify_proof(tmp_path: Path) -> No
 
     verified = _cli(*journal, "verify")
     assert verified.returncode == 0, verified.stderr
-    assert "predictions: 6 records" in verified.stdout
+    assert "predictions: 6 records (seq 1..6)" in verified.stdout
 
     shown = [json.loads(line) for line in _cli(*journal, "show").stdout.splitlines()]
     assert [r["payload"]["request_id"] for r in shown] == [f"req-{i}" for i in range(6)]
@@ -182,7 +184,7 @@ async def test_verification_from_the_latest_checkpoint(tmp_path: Path) -> None:
         await ledger.journal.append(PREDICTIONS, "prediction", "t", {"request_id": f"late-{i}"})
     ledger.journal.close()  # flushed, but no closing checkpoint: records past the last one
     found = verify_ledger(tmp_path, key, (PREDICTIONS,), from_checkpoint=True)[PREDICTIONS]
-    assert found == {"records": 12, "checkpoints": 1, "from": 9}
+    assert (found.head, found.first, found.checkpoints) == (12, 10, 1)
 
     path = tmp_path / "checkpoints" / f"{PREDICTIONS}.jsonl"
     lines = path.read_bytes().splitlines()

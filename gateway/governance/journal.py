@@ -47,18 +47,21 @@ JournalCorrupt naming the first bad record unless `accept_damage` is set, in whi
 finding is logged, listed in `damage`, and the journal opens: intact records stay readable
 (`read` skips what it cannot read), and appends continue the chain from the last intact record.
 
-Retention. `mark_exported(stream, seq)` records that an exporter has safely copied the records
-up to `seq`; `apply_retention()` then deletes closed segments that are exported and whose
-newest record is older than `retention_days` (default 183: the EU AI Act, Art. 19, asks
-providers of high-risk AI systems to keep logs for at least six months). Nothing unexported,
-and never the active segment, is deleted.
+Retention. `mark_exported(stream, seq)` records, in the stream's manifest, that an exporter has
+safely copied every record up to `seq` (a segment counts as exported once all its records are).
+`expired(stream, now_ns)` names the closed segments retention may delete: a leading run, each
+exported and with its newest record older than `retention_days` (default 183: the EU AI Act,
+Art. 19, asks providers of high-risk AI systems to keep logs for at least six months); never
+the active segment. `retire(stream, seq)` deletes such a run. The journal knows nothing of the
+Merkle trees: the ledger (ledger.py, retention.py) decides what to retire, attests it, and
+restarts its trees after it.
 
 Threads. The queue, the callers held back and the stats counters are shared between callers
 and the writer thread under one lock, held only for deque operations; the segment files and
 each stream's chain position belong to the writer thread; each stream's `_View` (committed
 head and segment list) is replaced whole under the lock and read without it; manifests are
-written under their own lock. `read`, `verify`, `mark_exported` and `apply_retention` do blocking
-file I/O on the calling thread: from the event loop, run them in a thread.
+written under their own lock. `read`, `verify`, `mark_exported`, `expired` and `retire` do
+blocking file I/O on the calling thread: from the event loop, run them in a thread.
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ from gateway.governance.segments import (
 logger = logging.getLogger(__name__)
 
 OnAppend = Callable[[str, list[Record]], None]
+Clock = Callable[[], int]  # wall-clock nanoseconds since the epoch, like time.time_ns
 FSYNC_POLICIES = ("batch", "interval", "off")
 WHEN_FULL = ("wait", "fail")
 _STREAM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -338,10 +342,12 @@ class Journal:
         on_append: OnAppend | None,
         repairs: list[TornTail],
         damage: list[JournalCorrupt],
+        clock: Clock,
     ) -> None:
         # set at open, read-only afterwards
         self.root = root
         self.options = options
+        self.clock = clock
         self.repairs = repairs  # torn tails cut at open
         self.damage = damage  # damage accepted at open (accept_damage)
         self._streams = streams
@@ -386,6 +392,7 @@ class Journal:
         options: JournalOptions | None = None,
         *,
         on_append: OnAppend | None = None,
+        clock: Clock = time.time_ns,
     ) -> Journal:
         """Open (or create) the journal in `root`, check it, and start its writer thread.
 
@@ -395,6 +402,7 @@ class Journal:
         is called on the writer thread after each commit, with that stream's records of the
         group in seq order: it must be quick, must not wait on the journal, and an exception
         from it stops the journal (state derived from the records would otherwise diverge).
+        `clock` stamps each record's time_ns (tests inject one to age records without waiting).
         """
         options = options or JournalOptions()
         root = Path(root)
@@ -447,7 +455,7 @@ class Journal:
                     stream.file.close()
             os.close(lock_fd)
             raise
-        return cls(root, options, streams, lock_fd, on_append, repairs, damage)
+        return cls(root, options, streams, lock_fd, on_append, repairs, damage, clock)
 
     def close(self) -> None:
         """Write and sync everything queued (callers held back included), stop the writer and
@@ -514,7 +522,7 @@ class Journal:
             kind,
             actor,
             encode_payload(payload),
-            time.time_ns(),
+            self.clock(),
             time.monotonic_ns(),
             durable,
         )
@@ -960,30 +968,52 @@ class Journal:
             write_manifest(state.directory, manifest)
             state.manifest = manifest
 
-    def apply_retention(self, now_ns: int | None = None) -> list[Path]:
-        """Delete the closed segments, oldest first, that are exported and whose newest record
-        is older than retention_days before `now_ns` (default: now). Returns the deleted paths.
-        Blocking. Never deletes an unexported record or the active segment."""
-        now_ns = time.time_ns() if now_ns is None else now_ns
+    def manifest(self, stream: str) -> Manifest:
+        """The stream's manifest: its retention base and how far it was exported."""
+        return self._stream(stream).manifest
+
+    def expired(self, stream: str, now_ns: int) -> list[Segment]:
+        """The closed segments of `stream`, oldest first, that retention may delete at `now_ns`:
+        a leading run, each exported and with its newest record older than retention_days.
+        Never the active segment. Deletes nothing."""
+        state = self._stream(stream)
         cutoff = now_ns - self.options.retention_days * _NS_PER_DAY
-        deleted: list[Path] = []
+        return expired_segments(state.view.segments(), state.manifest, cutoff)
+
+    def retire(self, stream: str, through_seq: int) -> list[Path]:
+        """Delete the leading closed segments of `stream` up to the one that ends at
+        `through_seq`, recording that record as the stream's retention base first. Returns the
+        deleted paths (none when they are gone already). Blocking.
+
+        Checks only what the journal knows: the records are exported, the segments closed. Age
+        is the caller's policy (see `expired`). Raises ValueError otherwise, or when no closed
+        segment ends at `through_seq`."""
+        state = self._stream(stream)
         with self._manifest_lock:
-            for state in self._streams.values():
-                doomed = expired_segments(state.view.segments(), state.manifest, cutoff)
-                if not doomed:
-                    continue
-                with self._lock:
-                    view = state.view
-                    state.view = dataclasses.replace(view, closed=view.closed[len(doomed) :])
-                state.manifest = retire(state.directory, state.manifest, doomed)
-                deleted.extend(segment.path for segment in doomed)
-                logger.info(
-                    "journal stream '%s': retention deleted %d segments up to seq %d",
-                    state.name,
-                    len(doomed),
-                    doomed[-1].last_seq,
+            manifest = state.manifest
+            if through_seq <= manifest.base_seq:
+                return []
+            if through_seq > manifest.exported_through:
+                raise ValueError(
+                    f"stream {stream!r}: cannot retire up to seq {through_seq}, exported only "
+                    f"through seq {manifest.exported_through}"
                 )
-        return deleted
+            closed = state.view.closed
+            count = next((i + 1 for i, s in enumerate(closed) if s.last_seq == through_seq), 0)
+            if not count:
+                raise ValueError(f"stream {stream!r}: no closed segment ends at seq {through_seq}")
+            doomed = closed[:count]
+            with self._lock:  # the writer may have closed more segments since: keep those
+                view = state.view
+                state.view = dataclasses.replace(view, closed=view.closed[count:])
+            state.manifest = retire(state.directory, manifest, doomed)
+        logger.info(
+            "journal stream '%s': retention deleted %d segments up to seq %d",
+            stream,
+            count,
+            through_seq,
+        )
+        return [segment.path for segment in doomed]
 
     # --- observing --------------------------------------------------------------------------------
 

@@ -11,17 +11,31 @@ checkpoint larger than the stream means records were cut off the end. `prove` an
 `verify_proof` give and check an inclusion proof of one record against a signed checkpoint,
 offline.
 
+Export and retention: `export_records` writes records out for archiving and marks them
+exported; `Ledger.apply_retention` deletes what is exported and old enough, attested by a
+`retention.applied` admin record (retention.py). Afterwards each stream's tree and chain
+restart at its anchor (the last deleted record), so opening, verifying and proving still work
+for every record kept, and checkpoints older than the anchor are checked by signature only.
+Only the predictions stream is retained: the admin stream is the control plane's history,
+replayed in full at every start (control.py), so deleting any of it would change what serves.
+
 Threads: the trees and the checkpoint files belong to the journal's writer thread once the
-ledger is open (`_on_append`); `_lock` guards what the event loop or the CLI read of them.
+ledger is open (`_on_append`); `_lock` guards what the event loop or the CLI read of the trees
+and the request index, `_checkpoints_lock` the checkpoint files against retention reading them
+from a worker thread. Anchors change only in `apply_retention`, one run at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +51,33 @@ from gateway.governance.checkpoints import (
     sign_checkpoint,
     verify_checkpoint,
 )
-from gateway.governance.journal import Journal, JournalOptions, verify_journal
+from gateway.governance.journal import Clock, Journal, JournalOptions, verify_journal
 from gateway.governance.records import Record
+from gateway.governance.retention import (
+    NS_PER_DAY,
+    RETENTION_ACTOR,
+    RETENTION_APPLIED,
+    Anchor,
+    latest_anchors,
+    read_anchors,
+    records_after,
+    retention_payload,
+)
+from gateway.governance.segments import Segment, fsync_dir
+
+logger = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions"
 ADMIN = "admin"
+RETAINED_STREAMS = (PREDICTIONS,)  # not admin: see the module doc
 CHECKPOINTS_DIR = "checkpoints"
 SIGNING_KEY_FILE = "signing-key.pem"
 ORIGIN_PREFIX = "modelgate.journal/"
 # request ids kept in memory for trace lookups (the most recent; older ones are found by a scan)
 RECENT_REQUESTS = 200_000
+# how often the server applies retention: segments age by days, so an hour is prompt enough
+RETENTION_PERIOD_S = 3600.0
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class LedgerError(Exception):
@@ -86,28 +117,74 @@ def read_checkpoints(root: Path, stream: str, key: NoteKey) -> list[StoredCheckp
     return stored
 
 
+def _size(stored: StoredCheckpoint) -> int:
+    return stored.checkpoint.size
+
+
+def _restore(stream: str, stored: StoredCheckpoint) -> merkle.CompactTree:
+    """The tree at a signed checkpoint, from its stored compact range, checked against the
+    signed root. Raises LedgerError."""
+    try:
+        tree = merkle.CompactTree.from_state(stored.checkpoint.size, stored.frontier)
+    except ValueError as error:
+        raise LedgerError(f"{stream}: the checkpoint's compact range: {error}") from None
+    if tree.root() != stored.checkpoint.root:
+        raise LedgerError(
+            f"{stream}: checkpoint size {stored.checkpoint.size}: its compact range is not the "
+            "signed root"
+        )
+    return tree
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    """What one `apply_retention` run did."""
+
+    deleted: dict[str, list[Path]]  # per stream, the segment files deleted (an empty dict: none)
+    anchors: dict[str, Anchor]  # where each stream now starts
+    record: Record | None  # the retention.applied record appended; None when nothing new
+
+
+@dataclass(frozen=True)
+class _Retirement:
+    anchor: Anchor  # the stream's next anchor (not yet attested)
+    segments: tuple[Segment, ...]  # the segments past the current anchor that it deletes
+
+
 class Ledger:
-    def __init__(self, root: Path, config: JournalConfig) -> None:
+    def __init__(self, root: Path, config: JournalConfig, clock: Clock = time.time_ns) -> None:
         self.root = root
         self._config = config
         self._private_key = load_or_create_key(Path(config.signing_key or root / SIGNING_KEY_FILE))
         self.key = NoteKey(config.key_name, self._private_key.public_key())
         self._lock = threading.Lock()
+        self._checkpoints_lock = threading.Lock()
+        self._retention_lock = asyncio.Lock()  # one apply_retention at a time
         self._trees: dict[str, merkle.CompactTree] = {}
         self._checkpointed: dict[str, tuple[int, float]] = {}  # stream -> (size, monotonic time)
         self._by_request: dict[str, int] = {}  # request id -> seq in the predictions stream
-        self.journal: Journal = Journal.open(root, _options(config), on_append=self._on_append)
-        for stream in self.journal.options.streams:
-            self._rebuild(stream)
+        self.journal: Journal = Journal.open(
+            root, _options(config), on_append=self._on_append, clock=clock
+        )
+        try:
+            self._anchors = read_anchors(self.journal, ADMIN)
+            for stream in self.journal.options.streams:
+                self._rebuild(stream)
+        except BaseException:
+            self.journal.close()
+            raise
 
     @classmethod
-    def open(cls, config: JournalConfig) -> Ledger:
-        """Blocking (reads every record to rebuild the trees): call it in a worker thread."""
-        return cls(Path(config.path), config)
+    def open(cls, config: JournalConfig, *, clock: Clock = time.time_ns) -> Ledger:
+        """Blocking (reads every record kept to rebuild the trees): call it in a worker thread.
+        Raises JournalCorrupt for damage, records deleted other than by retention included.
+        `clock` stamps records and dates retention (tests inject one)."""
+        return cls(Path(config.path), config, clock)
 
     def _rebuild(self, stream: str) -> None:
-        tree = merkle.CompactTree()
-        for record in self.journal.read(stream):
+        anchor = self._anchors[stream]
+        tree = anchor.tree()
+        for record in records_after(self.journal, stream, anchor):
             tree.append(merkle.leaf_hash(record.body))
             self._index(record)
         self._trees[stream] = tree
@@ -145,11 +222,118 @@ class Ledger:
         path = _checkpoints_file(self.root, stream)
         path.parent.mkdir(exist_ok=True)
         line = {"size": checkpoint.size, "note": note, "frontier": frontier}
-        with path.open("ab") as file:
+        with self._checkpoints_lock, path.open("ab") as file:
             file.write(orjson.dumps(line) + b"\n")
             file.flush()
             os.fsync(file.fileno())
         self._checkpointed[stream] = (checkpoint.size, time.monotonic())
+
+    # --- retention ------------------------------------------------------------------------
+
+    async def apply_retention(self) -> RetentionReport:
+        """Delete the predictions segments that retention allows now (by the journal's clock,
+        which also stamps the record that attests it): exported, older than retention_days,
+        closed, and covered by a signed checkpoint that the records kept reproduce from the new
+        anchor. Appends the `retention.applied` admin record (durably) before deleting
+        anything; also finishes a run that stopped between the two. Blocking work runs in
+        worker threads; the event loop only awaits.
+
+        Raises LedgerError, deleting nothing, when the records do not reproduce a signed
+        checkpoint (damage: run `modelgate journal verify`); JournalError as the journal does.
+        Cancelling it leaves at most a run that the next one finishes."""
+        async with self._retention_lock:
+            now_ns = self.journal.clock()
+            plan = await asyncio.to_thread(self._plan_retention, now_ns)
+            record = None
+            if plan:
+                days = self.journal.options.retention_days
+                payload = retention_payload(
+                    {**self._anchors, **{name: r.anchor for name, r in plan.items()}},
+                    {name: r.segments for name, r in plan.items()},
+                    days,
+                    now_ns - days * NS_PER_DAY,
+                )
+                record = await self.journal.append(
+                    ADMIN, RETENTION_APPLIED, RETENTION_ACTOR, payload
+                )
+                self._anchors.update(latest_anchors([record]))
+            deleted = await asyncio.to_thread(self._retire)
+            return RetentionReport(deleted, dict(self._anchors), record)
+
+    async def run_retention(self, period_s: float = RETENTION_PERIOD_S) -> None:
+        """Apply retention now and then every `period_s` until cancelled (the server's task).
+        A failing run is logged and the next period tries again."""
+        while True:
+            try:
+                report = await self.apply_retention()
+            except Exception:  # a maintenance task must outlive one bad run; it is logged
+                logger.exception("journal retention failed; retrying in %.0f s", period_s)
+            else:
+                for stream, paths in report.deleted.items():
+                    logger.info(
+                        "journal retention: %s: %d segments deleted, records up to seq %d",
+                        stream,
+                        len(paths),
+                        report.anchors[stream].seq,
+                    )
+            await asyncio.sleep(period_s)
+
+    def _plan_retention(self, now_ns: int) -> dict[str, _Retirement]:
+        """Worker thread: what each retained stream may lose beyond its current anchor."""
+        plan: dict[str, _Retirement] = {}
+        for stream in RETAINED_STREAMS:
+            anchor = self._anchors[stream]
+            with self._checkpoints_lock:
+                stored = read_checkpoints(self.root, stream, self.key)
+            signed = max((s.checkpoint.size for s in stored), default=0)
+            fresh = [
+                segment
+                for segment in self.journal.expired(stream, now_ns)
+                if anchor.seq < segment.last_seq <= signed
+            ]
+            if not fresh:
+                continue
+            last = fresh[-1]
+            frontier, checkpoint = self._frontier_at(stream, anchor, last.last_seq, stored)
+            exported = self.journal.manifest(stream).exported_through
+            new = Anchor(
+                last.last_seq, last.last_hash, last.last_time_ns, frontier, exported, checkpoint
+            )
+            plan[stream] = _Retirement(new, tuple(fresh))
+        return plan
+
+    def _frontier_at(
+        self, stream: str, anchor: Anchor, seq: int, stored: list[StoredCheckpoint]
+    ) -> tuple[tuple[bytes, ...], int]:
+        """Worker thread: the tree's frontier at size `seq`, and the size of the first signed
+        checkpoint at or after it, whose root the frontier and the records after it reproduce.
+        Reads from the nearest known tree before `seq` (a checkpoint or the anchor)."""
+        target = min((s for s in stored if s.checkpoint.size >= seq), key=_size)
+        start = max(
+            (s for s in stored if anchor.seq <= s.checkpoint.size <= seq), key=_size, default=None
+        )
+        tree = anchor.tree() if start is None else _restore(stream, start)
+        frontier = tuple(tree.state()[1]) if tree.size == seq else ()
+        end = target.checkpoint.size
+        for record in self.journal.read(stream, since_seq=tree.size + 1, until_seq=end):
+            tree.append(merkle.leaf_hash(record.body))
+            if tree.size == seq:
+                frontier = tuple(tree.state()[1])
+        if tree.size != end or tree.root() != target.checkpoint.root:
+            raise LedgerError(
+                f"{stream}: the records up to seq {end} do not reproduce the signed checkpoint of "
+                "that size; retention deleted nothing (run `modelgate journal verify`)"
+            )
+        return frontier, end
+
+    def _retire(self) -> dict[str, list[Path]]:
+        """Worker thread: delete up to each stream's (attested) anchor."""
+        deleted: dict[str, list[Path]] = {}
+        for stream in RETAINED_STREAMS:
+            paths = self.journal.retire(stream, self._anchors[stream].seq)
+            if paths:
+                deleted[stream] = paths
+        return deleted
 
     def find_prediction(self, request_id: str) -> Record | None:
         """The prediction record of `request_id`, or None. Blocking: one record for the
@@ -197,10 +381,33 @@ def public_key(root: Path, config: JournalConfig) -> NoteKey:
     return NoteKey(config.key_name, key.public_key())
 
 
-def _leaf_hashes(root: Path, stream: str) -> tuple[list[bytes], list[Record]]:
-    with Journal.open(root, JournalOptions(repair_torn_tail=False)) as journal:
-        records = list(journal.read(stream))
-    return [merkle.leaf_hash(r.body) for r in records], records
+def _read_only(root: Path) -> Journal:
+    """The journal opened for reading at rest: a torn tail is reported, not cut."""
+    return Journal.open(root, JournalOptions(repair_torn_tail=False))
+
+
+def _leaves(root: Path, stream: str) -> tuple[merkle.PrunedLeaves, list[Record], Anchor]:
+    """The records kept of `stream`, their leaf hashes after its anchor's tree, and the anchor."""
+    with _read_only(root) as journal:
+        anchor = read_anchors(journal, ADMIN)[stream]
+        records = list(records_after(journal, stream, anchor))
+    leaves = merkle.PrunedLeaves(anchor.tree(), [merkle.leaf_hash(r.body) for r in records])
+    return leaves, records, anchor
+
+
+@dataclass(frozen=True)
+class StreamCheck:
+    """What `verify_ledger` found of one stream."""
+
+    head: int  # the stream's last seq (its tree size)
+    first: int  # the first seq read and matched against the tree
+    checkpoints: int  # signed checkpoints whose root the records reproduce
+    earlier: int  # signed checkpoints before the retention anchor: signatures checked only
+    retention: Anchor  # the records before it were deleted by retention (seq 0: none were)
+
+    @property
+    def records(self) -> int:
+        return self.head - self.first + 1
 
 
 def verify_ledger(
@@ -209,67 +416,81 @@ def verify_ledger(
     streams: tuple[str, ...] = (ADMIN, PREDICTIONS),
     *,
     from_checkpoint: bool = False,
-) -> dict[str, Any]:
-    """Check segments, chains, trees and checkpoint signatures. Returns per stream the record
-    count and the checkpoints checked; raises JournalCorrupt or LedgerError at the first fault.
+) -> dict[str, StreamCheck]:
+    """Check segments, chains, retention, trees and checkpoint signatures. Returns what was
+    checked per stream; raises JournalCorrupt or LedgerError at the first fault.
 
-    `from_checkpoint` trusts each stream's latest signed checkpoint instead of recomputing the
-    tree before it: its stored compact range must give the signed root, and the records after
-    it are checked (hashes and chain, as they are read). The journal's files are still scanned
-    when opened."""
-    if from_checkpoint:
-        return {stream: _verify_since_checkpoint(root, key, stream) for stream in streams}
-    verify_journal(root, streams)
-    report: dict[str, Any] = {}
-    for stream in streams:
-        leaves, _ = _leaf_hashes(root, stream)
-        stored = read_checkpoints(root, stream, key)
-        for number, item in enumerate(stored, start=1):
-            size = item.checkpoint.size
-            if size > len(leaves):
-                raise LedgerError(
-                    f"{stream}: checkpoint {number} covers {size} records but the stream holds "
-                    f"{len(leaves)}: records were removed from its end"
-                )
-            if merkle.root_from_leaf_hashes(leaves[:size]) != item.checkpoint.root:
-                raise LedgerError(
-                    f"{stream}: checkpoint {number} (size {size}) does not match the records: "
-                    f"a record up to seq {size} differs from what was signed"
-                )
-        report[stream] = {"records": len(leaves), "checkpoints": len(stored)}
-    return report
+    After retention, a stream is checked from its anchor: the deletion must be attested by a
+    retention.applied record whose claims hold (retention.py), the first record kept must link
+    to the anchor, and every signed checkpoint at or after the anchor must match the tree
+    restarted there; at least one must exist. `from_checkpoint` trusts each stream's latest
+    signed checkpoint instead of recomputing the tree before it: its stored compact range must
+    give the signed root, and the records after it are checked (hashes and chain, as they are
+    read). The journal's files are still scanned when opened."""
+    if not from_checkpoint:
+        verify_journal(root, streams)
+    with _read_only(root) as journal:
+        anchors = read_anchors(journal, ADMIN)
+        return {
+            stream: _check_stream(journal, key, stream, anchors[stream], from_checkpoint)
+            for stream in streams
+        }
 
 
-def _verify_since_checkpoint(root: Path, key: NoteKey, stream: str) -> dict[str, Any]:
-    stored = read_checkpoints(root, stream, key)
-    if not stored:
-        return verify_ledger(root, key, (stream,))[stream]
-    latest = stored[-1]
-    size = latest.checkpoint.size
-    try:
-        tree = merkle.CompactTree.from_state(size, latest.frontier)
-    except ValueError as error:
-        raise LedgerError(f"{stream}: the latest checkpoint's compact range: {error}") from None
-    if tree.root() != latest.checkpoint.root:
-        raise LedgerError(f"{stream}: the latest checkpoint's compact range is not the signed root")
-    with Journal.open(root, JournalOptions(repair_torn_tail=False)) as journal:
-        head = journal.head(stream)[0]
-        if head < size:
+def _check_stream(
+    journal: Journal, key: NoteKey, stream: str, anchor: Anchor, from_checkpoint: bool
+) -> StreamCheck:
+    stored = read_checkpoints(journal.root, stream, key)
+    # (line number, checkpoint): those the records kept can be matched against
+    covering = [(n, s) for n, s in enumerate(stored, start=1) if _size(s) >= anchor.seq]
+    if anchor.seq and not covering:
+        raise LedgerError(
+            f"{stream}: records up to seq {anchor.seq} were deleted by retention, but no signed "
+            "checkpoint covers that seq: the tree kept cannot be checked"
+        )
+    head = journal.head(stream)[0]
+    for number, item in covering:
+        if _size(item) > head:
             raise LedgerError(
-                f"{stream}: checkpoint covers {size} records but the stream holds {head}: "
-                "records were removed from its end"
+                f"{stream}: checkpoint {number} covers {_size(item)} records but the stream "
+                f"holds {head}: records were removed from its end"
             )
-        tree.extend(merkle.leaf_hash(r.body) for r in journal.read(stream, since_seq=size + 1))
-    return {"records": tree.size, "checkpoints": 1, "from": size}
+    records: Iterable[Record]
+    if from_checkpoint and covering:
+        covering = [max(covering, key=lambda c: _size(c[1]))]
+        tree = _restore(stream, covering[0][1])
+        records = journal.read(stream, since_seq=tree.size + 1)
+    else:
+        tree = anchor.tree()
+        records = records_after(journal, stream, anchor)
+    first = tree.size + 1
+    due = iter(sorted(covering, key=lambda c: _size(c[1])))
+    pending = next(due, None)
+    # None first: a checkpoint at the starting size is matched before any record is read
+    for record in itertools.chain((None,), records):
+        if record is not None:
+            tree.append(merkle.leaf_hash(record.body))
+        while pending is not None and _size(pending[1]) == tree.size:
+            number, item = pending
+            if tree.root() != item.checkpoint.root:
+                raise LedgerError(
+                    f"{stream}: checkpoint {number} (size {tree.size}) does not match the "
+                    f"records: a record up to seq {tree.size} differs from what was signed"
+                )
+            pending = next(due, None)
+    return StreamCheck(tree.size, first, len(covering), len(stored) - len(covering), anchor)
 
 
 def prove(root: Path, key: NoteKey, request_id: str) -> dict[str, Any]:
     """The prediction record of `request_id` with its inclusion proof against the latest signed
     checkpoint that covers it. Raises LedgerError when there is none."""
-    leaves, records = _leaf_hashes(root, PREDICTIONS)
+    leaves, records, anchor = _leaves(root, PREDICTIONS)
     record = next((r for r in records if r.payload.get("request_id") == request_id), None)
     if record is None:
-        raise LedgerError(f"no prediction record for request id {request_id!r}")
+        deleted = (
+            f" (records up to seq {anchor.seq} were deleted by retention)" if anchor.seq else ""
+        )
+        raise LedgerError(f"no prediction record for request id {request_id!r}{deleted}")
     stored = read_checkpoints(root, PREDICTIONS, key)
     covering = [s for s in stored if s.checkpoint.size >= record.seq]
     if not covering:
@@ -280,7 +501,7 @@ def prove(root: Path, key: NoteKey, request_id: str) -> dict[str, Any]:
         "record": record.body.decode(),
         "leaf_index": record.seq - 1,
         "tree_size": size,
-        "proof": [h.hex() for h in merkle.inclusion_proof(record.seq - 1, size, leaves[:size])],
+        "proof": [h.hex() for h in merkle.inclusion_proof(record.seq - 1, size, leaves)],
         "checkpoint": latest.note,
         "verifier_key": key.verifier_key(),
     }
@@ -321,8 +542,13 @@ def prove_consistency(
         raise LedgerError(f"{stream}: no signed checkpoint of size {missing[0]}")
     if old_size > new_size:
         raise LedgerError(f"the old size {old_size} is larger than the new size {new_size}")
-    leaves, _ = _leaf_hashes(root, stream)
-    proof = merkle.consistency_proof(old_size, new_size, leaves[:new_size])
+    leaves, _, anchor = _leaves(root, stream)
+    if old_size < anchor.seq:
+        raise LedgerError(
+            f"{stream}: the checkpoint of size {old_size} predates retention (records up to seq "
+            f"{anchor.seq} were deleted): prove consistency from a later one"
+        )
+    proof = merkle.consistency_proof(old_size, new_size, leaves)
     return {
         "old_checkpoint": by_size[old_size].note,
         "new_checkpoint": by_size[new_size].note,
@@ -350,6 +576,72 @@ def verify_consistency(document: dict[str, Any], key: NoteKey) -> tuple[Checkpoi
 def iter_records(
     root: Path, stream: str, since_ns: int | None = None, until_ns: int | None = None
 ) -> Iterator[Record]:
-    """Read-only iteration for `journal show|tail|export`."""
-    with Journal.open(root, JournalOptions(repair_torn_tail=False)) as journal:
+    """Read-only iteration for `journal show|tail` (records deleted by retention are gone)."""
+    with _read_only(root) as journal:
         yield from journal.read(stream, since_ns=since_ns, until_ns=until_ns)
+
+
+def record_document(record: Record) -> dict[str, object]:
+    """A record as `journal show` and `journal export` write it (one JSON object a line)."""
+    return {
+        "stream": record.stream,
+        "seq": record.seq,
+        # floored to the microsecond, so that `--since` with this time includes the record
+        "time": (EPOCH + timedelta(microseconds=record.time_ns // 1000)).isoformat(),
+        "kind": record.kind,
+        "actor": record.actor,
+        "payload": record.payload,
+        "prev": record.prev,
+        "hash": record.hash,
+    }
+
+
+@dataclass(frozen=True)
+class Export:
+    """What `export_records` wrote, and the stream's export mark afterwards."""
+
+    path: Path
+    records: int
+    first_seq: int  # 0 when no record was in the range
+    last_seq: int
+    exported_through: int  # every record up to this seq has been exported
+    marked: bool  # this export advanced the mark
+
+
+def export_records(
+    root: Path,
+    stream: str,
+    out: Path,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> Export:
+    """Write the records of `stream` with since_ns <= time_ns < until_ns (`record_document`,
+    one a line) to the new file `out`, or into the folder `out` as
+    `<stream>-<first seq>-<last seq>.jsonl`; durably (fsync, then a link that never replaces an
+    existing file: FileExistsError). Then mark them exported in the stream's manifest, if they
+    continue what was exported before (else a gap would count as exported and nothing is
+    marked). A segment counts as exported once every record in it is: one that the time range
+    covers only in part is not, and retention keeps it. Blocking; the journal must be closed
+    (the server stopped)."""
+    folder = out if out.is_dir() else out.parent
+    temporary = folder / f".{stream}-export-{os.getpid()}.tmp"
+    first = last = count = 0
+    with _read_only(root) as journal:
+        try:
+            with temporary.open("wb") as file:
+                for record in journal.read(stream, since_ns=since_ns, until_ns=until_ns):
+                    file.write(orjson.dumps(record_document(record)) + b"\n")
+                    first, last, count = first or record.seq, record.seq, count + 1
+                file.flush()
+                os.fsync(file.fileno())
+            path = out / f"{stream}-{first:020d}-{last:020d}.jsonl" if out.is_dir() else out
+            os.link(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        fsync_dir(folder)
+        mark = journal.manifest(stream).exported_through
+        # contiguous with the mark (a gap would count as exported) and beyond it
+        marked = count > 0 and first <= mark + 1 and last > mark
+        if marked:
+            journal.mark_exported(stream, last)
+        return Export(path, count, first, last, journal.manifest(stream).exported_through, marked)

@@ -27,6 +27,7 @@ shape is right and the hashes do not add up.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from hashlib import sha256 as _sha256
 from itertools import islice
 from typing import Final, TypeAlias
@@ -41,6 +42,7 @@ __all__ = [
     "MalformedProofError",
     "NodeVisitor",
     "ProofError",
+    "PrunedLeaves",
     "RootMismatchError",
     "consistency_proof",
     "inclusion_proof",
@@ -69,11 +71,11 @@ EMPTY_ROOT: Final[bytes] = _sha256(b"").digest()
 _LEAF_PREFIX: Final = b"\x00"
 _NODE_PREFIX: Final = b"\x01"
 
-LeafSource: TypeAlias = Sequence[bytes] | Callable[[int, int], Sequence[bytes]]
-"""Where proof generation reads leaf hashes: a sequence indexed by leaf number, or a callable
+LeafSource: TypeAlias = "Sequence[bytes] | Callable[[int, int], Sequence[bytes]] | PrunedLeaves"
+"""Where proof generation reads leaf hashes: a sequence indexed by leaf number, a callable
 ``source(begin, end)`` returning the hashes of leaves ``[begin, end)`` (e.g. read from the
-journal's storage), so this module holds no I/O. A callable is called once per proof, with
-``begin == 0``."""
+journal's storage), so this module holds no I/O, or `PrunedLeaves` for a log whose first leaves
+are gone. A callable is called once per proof, with ``begin == 0``."""
 
 
 # --- hashing ---------------------------------------------------------------------------------
@@ -308,12 +310,63 @@ class CompactTree:
 # --- proof generation --------------------------------------------------------------------------
 
 
-def _leaves(source: LeafSource, size: int) -> Sequence[bytes]:
-    """Read the hashes of leaves ``[0, size)`` from ``source``."""
-    hashes = source(0, size) if callable(source) else source
-    if len(hashes) < size:
-        raise ValueError(f"leaf source holds {len(hashes)} hashes, need {size}")
-    return hashes
+class PrunedLeaves:
+    """The leaf hashes of a log whose first ``base.size`` leaves are gone (journal retention),
+    with the compact tree at that size standing in for them.
+
+    Every perfect subtree of the frontier is a node of every larger tree, so a proof that needs
+    only those nodes and the leaves after them can still be made: the inclusion proof of any
+    leaf at or after ``base.size``, and a consistency proof from any size at or after it, in any
+    tree size up to ``len(self)``. Proofs that reach inside a pruned subtree raise ValueError.
+    Requires: ``hashes`` are the leaf hashes from ``base.size`` on, in order.
+    Hazard: like `CompactTree.from_state`, the base is trusted as given; check it against a
+    signed root before serving proofs made from it.
+    """
+
+    __slots__ = ("_base", "_hashes", "_nodes")
+
+    def __init__(self, base: CompactTree, hashes: Sequence[bytes]) -> None:
+        size, frontier = base.state()
+        self._base = size
+        self._hashes = hashes
+        # the frontier's subtrees by the leaf range they cover, left (largest) to right
+        self._nodes: dict[tuple[int, int], bytes] = {}
+        begin = 0
+        for level in range(size.bit_length() - 1, -1, -1):
+            if size >> level & 1:
+                self._nodes[begin, begin + (1 << level)] = frontier[len(self._nodes)]
+                begin += 1 << level
+
+    def __len__(self) -> int:
+        return self._base + len(self._hashes)
+
+    def subtree_root(self, begin: int, end: int) -> bytes:
+        """MTH of leaves ``[begin, end)``, a node of the RFC tree (as proofs ask for them).
+
+        Raises: `ValueError` when it covers pruned leaves that no frontier subtree stands for.
+        """
+        base = self._base
+        if begin >= base:
+            return _subtree_root(self._hashes, begin - base, end - base)
+        node = self._nodes.get((begin, end))
+        if node is not None:
+            return node
+        if end <= base:
+            raise ValueError(f"leaves [{begin}, {end}) were pruned (the log starts at {base})")
+        middle = begin + _split(end - begin)
+        return node_hash(self.subtree_root(begin, middle), self.subtree_root(middle, end))
+
+
+def _subtrees(source: LeafSource, size: int) -> Callable[[int, int], bytes]:
+    """The subtree roots over leaves ``[0, size)`` of ``source``, as ``root(begin, end)``."""
+    if isinstance(source, PrunedLeaves):
+        available, root = len(source), source.subtree_root
+    else:
+        hashes = source(0, size) if callable(source) else source
+        available, root = len(hashes), partial(_subtree_root, hashes)
+    if available < size:
+        raise ValueError(f"leaf source holds {available} hashes, need {size}")
+    return root
 
 
 def inclusion_proof(index: int, size: int, leaf_hashes: LeafSource) -> list[bytes]:
@@ -330,17 +383,17 @@ def inclusion_proof(index: int, size: int, leaf_hashes: LeafSource) -> list[byte
     index = _check_size(index, "index")
     if index >= size:
         raise ValueError(f"index {index} out of range for size {size}")
-    hashes = _leaves(leaf_hashes, size)
+    subtree_root = _subtrees(leaf_hashes, size)
     # Walk down from the root, noting the sibling at each split; PATH lists them bottom-up.
     proof: list[bytes] = []
     begin, end = 0, size
     while end - begin > 1:
         mid = begin + _split(end - begin)
         if index < mid:
-            proof.append(_subtree_root(hashes, mid, end))
+            proof.append(subtree_root(mid, end))
             end = mid
         else:
-            proof.append(_subtree_root(hashes, begin, mid))
+            proof.append(subtree_root(begin, mid))
             begin = mid
     proof.reverse()
     return proof
@@ -364,21 +417,21 @@ def consistency_proof(old_size: int, new_size: int, leaf_hashes: LeafSource) -> 
         raise ValueError(f"old_size {old_size} > new_size {new_size}")
     if old_size == 0 or old_size == new_size:
         return []
-    hashes = _leaves(leaf_hashes, new_size)
+    subtree_root = _subtrees(leaf_hashes, new_size)
     proof: list[bytes] = []
     begin, end = 0, new_size
     whole = True  # the RFC's flag b: is D[begin:end]'s old part the whole old tree?
     while True:
         if old_size == end:  # SUBPROOF(m, D[m], b)
             if not whole:
-                proof.append(_subtree_root(hashes, begin, end))
+                proof.append(subtree_root(begin, end))
             break
         mid = begin + _split(end - begin)
         if old_size <= mid:
-            proof.append(_subtree_root(hashes, mid, end))
+            proof.append(subtree_root(mid, end))
             end = mid
         else:
-            proof.append(_subtree_root(hashes, begin, mid))
+            proof.append(subtree_root(begin, mid))
             begin = mid
             whole = False
     proof.reverse()
