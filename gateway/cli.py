@@ -248,7 +248,9 @@ def _journal(args: argparse.Namespace) -> int:
 
 def _verified(stream: str, found: StreamCheck, from_checkpoint: bool) -> str:
     """One stream's `journal verify` line, and where retention deleted records, who says so."""
-    span = f"{found.records} records (seq {found.first}..{found.head})"
+    span = "no records"
+    if found.records:
+        span = f"{found.records} records (seq {found.first}..{found.head})"
     if from_checkpoint:
         line = f"{stream}: {span} after the latest signed checkpoint (size {found.first - 1}): ok"
     else:
@@ -259,8 +261,8 @@ def _verified(stream: str, found: StreamCheck, from_checkpoint: bool) -> str:
             f"\n  seq 1..{anchor.seq} deleted by retention, attested by the retention.applied "
             f"record at admin seq {anchor.record_seq} ({_iso(anchor.record_time_ns)}): exported "
             f"through seq {anchor.exported_through}, older than {anchor.retention_days} days; "
-            f"the tree restarts there, checked against the signed checkpoint of size "
-            f"{anchor.checkpoint}; {found.earlier} earlier checkpoints: signatures only"
+            f"the tree and the chain restart there; {found.earlier} earlier checkpoints: "
+            "signatures only"
         )
     return line
 

@@ -443,6 +443,7 @@ def _check_stream(
     stored = read_checkpoints(journal.root, stream, key)
     # (line number, checkpoint): those the records kept can be matched against
     covering = [(n, s) for n, s in enumerate(stored, start=1) if _size(s) >= anchor.seq]
+    earlier = len(stored) - len(covering)
     if anchor.seq and not covering:
         raise LedgerError(
             f"{stream}: records up to seq {anchor.seq} were deleted by retention, but no signed "
@@ -478,7 +479,7 @@ def _check_stream(
                     f"records: a record up to seq {tree.size} differs from what was signed"
                 )
             pending = next(due, None)
-    return StreamCheck(tree.size, first, len(covering), len(stored) - len(covering), anchor)
+    return StreamCheck(tree.size, first, len(covering), earlier, anchor)
 
 
 def prove(root: Path, key: NoteKey, request_id: str) -> dict[str, Any]:
