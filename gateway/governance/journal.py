@@ -374,7 +374,7 @@ class Journal:
         self._in_flight = 0
         self._in_flight_since = 0  # monotonic ns of the oldest record in flight
         self._committed = self._groups = self._fsyncs = self._bytes = self._largest = 0
-        # manifests (mark_exported, apply_retention)
+        # manifests (mark_exported, retire)
         self._manifest_lock = threading.Lock()
         # writer thread only
         self._uncommitted: list[tuple[str, list[_Entry], list[Record]]] = []
