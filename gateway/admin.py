@@ -149,13 +149,46 @@ def _steer(verb: str) -> Run:
     return steer
 
 
-async def _health(control: Control, actor: str, document: Document) -> dict[str, Any]:
+def _report(document: Document) -> tuple[str, str | None, float]:
+    """The deployment, optional version and window of a monitoring report."""
     window = document.get("window") or DEFAULT_WINDOW
     if not isinstance(window, str):
         raise InvalidInput("'window' must be a duration such as 300, 5m or 1h")
     deployment = _text(document, DEPLOYMENT)
     version = _text(document, "version", required=False) or None
-    return control.service.health(deployment, version, parse_window(window))
+    return deployment, version, parse_window(window)
+
+
+async def _health(control: Control, actor: str, document: Document) -> dict[str, Any]:
+    return control.service.health(*_report(document))
+
+
+async def _drift(control: Control, actor: str, document: Document) -> dict[str, Any]:
+    return control.service.drift(*_report(document))
+
+
+async def _accuracy(control: Control, actor: str, document: Document) -> dict[str, Any]:
+    return {"report": control.service.accuracy_report(*_report(document))}
+
+
+async def _actuals(control: Control, actor: str, document: Document) -> dict[str, Any]:
+    entries = document.get("actuals")
+    if isinstance(entries, list):
+        # protobuf's JSON numbers are doubles: a label 1 arrives as 1.0 over gRPC
+        entries = [
+            {**e, "actual": _whole(e["actual"])} if isinstance(e, dict) and "actual" in e else e
+            for e in entries
+        ]
+    joined = control.service.add_actuals(_text(document, DEPLOYMENT), entries)
+    return {"report": joined}
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 async def _importance(control: Control, actor: str, document: Document) -> dict[str, Any]:
@@ -191,6 +224,9 @@ CALLS: tuple[AdminCall, ...] = (
     AdminCall("GetDeployment", "GET", _ONE, "read", "Deployment", _get),
     AdminCall("GetHistory", "GET", _ONE + "/history", "read", "HistoryResponse", _history),
     AdminCall("GetHealth", "GET", _ONE + "/health", "read", "HealthReport", _health),
+    AdminCall("GetDrift", "GET", _ONE + "/drift", "read", "HealthReport", _drift),
+    AdminCall("GetAccuracy", "GET", _ONE + "/accuracy", "read", "Report", _accuracy),
+    AdminCall("SendActuals", "POST", _ONE + "/actuals", "infer", "Report", _actuals),
     AdminCall("LoadVersion", "POST", _ONE + "/versions", "load", "Deployment", _load),
     AdminCall("UnloadVersion", "DELETE", _VERSION, "unload", "Deployment", _unload),
     AdminCall("WarmUpVersion", "POST", _VERSION + "/warmup", "load", "WarmUpResponse", _warm_up),

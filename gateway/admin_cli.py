@@ -173,9 +173,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     _reason(_target(add("rollback", "restore the policy before the current one", _rollback)))
 
-    health = _target(add("health", "service health of the versions", _health, _render_health))
-    health.add_argument("--window", default="5m", help="e.g. 300, 5m, 1h (default 5m)")
-    health.add_argument("--version", default="", help="one version only")
+    for name, text, build, render in (
+        ("health", "service health of the versions", _health, _render_health),
+        ("drift", "drift of the versions' traffic from their training data", _drift, render_drift),
+        ("accuracy", "accuracy against the actuals received", _accuracy, _render_accuracy),
+    ):
+        report = _target(add(name, text, build, render))
+        report.add_argument("--window", default="5m", help="e.g. 300, 5m, 1h (default 5m)")
+        report.add_argument("--version", default="", help="one version only")
+    actuals = _target(
+        add("actuals", "send actuals for earlier predictions", _actuals, _render_joined)
+    )
+    actuals.add_argument("file", type=Path, help='JSON: [{"id": request id, "actual": value}, ...]')
 
     importance = _target(add("importance", "set a deployment's importance", _importance))
     importance.add_argument("level", choices=("low", "moderate", "high", "critical"))
@@ -334,8 +343,27 @@ def _rollback(args: argparse.Namespace) -> Request:
 
 
 def _health(args: argparse.Namespace) -> Request:
-    query = {"window": args.window, "version": args.version}
-    return Request("GetHealth", _of(args), {k: v for k, v in query.items() if v})
+    return Request("GetHealth", _of(args), _window(args))
+
+
+def _drift(args: argparse.Namespace) -> Request:
+    return Request("GetDrift", _of(args), _window(args))
+
+
+def _accuracy(args: argparse.Namespace) -> Request:
+    return Request("GetAccuracy", _of(args), _window(args))
+
+
+def _window(args: argparse.Namespace) -> dict[str, str]:
+    return {k: v for k, v in (("window", args.window), ("version", args.version)) if v}
+
+
+def _actuals(args: argparse.Namespace) -> Request:
+    try:
+        entries = orjson.loads(_read(args.file))
+    except orjson.JSONDecodeError as error:
+        raise AdminError(f"{args.file} is not JSON: {error}", REFUSED) from None
+    return Request("SendActuals", _of(args), {"actuals": entries})
 
 
 def _importance(args: argparse.Namespace) -> Request:
@@ -507,6 +535,65 @@ def _render_health(answer: Mapping[str, Any]) -> str:
         "P50 / P95 / P99 MS", "SLOW", "BATCH", "QUEUE MS",
     )  # fmt: skip
     return _table(header, rows)
+
+
+def render_drift(answer: Mapping[str, Any]) -> str:
+    """Per version: the window, the overall verdict, then a row per feature and output."""
+    blocks = []
+    for version in answer["versions"]:
+        if "error" in version:
+            blocks.append(f"version {version['version']}: {version['error']}")
+            continue
+        window, overall = version["window"], version["overall"]
+        head = (
+            f"version {version['version']} ({version['state']}), profile {version['profile_id']}:"
+            f" {window['rows']} rows in {window['windows']} windows; overall"
+            f" {_number(overall['score'])} {overall['status']},"
+            f" {_percent(overall['drifted_share'] or 0.0)} of features drifted"
+        )
+        rows = (
+            (
+                f"{'output ' if kind == 'out' else ''}{s['name']}",
+                *(_number(s[m]) for m in ("psi", "js", "wasserstein", "ks")),
+                _percent(s.get("out_of_range", s.get("new_level", 0.0)) or 0.0),
+                s["status"],
+            )
+            for kind, segments in (("in", version["features"]), ("out", version["outputs"]))
+            for s in segments
+        )
+        header = ("FEATURE", "PSI", "JS", "WASSERSTEIN", "KS", "OUT/NEW", "STATUS")
+        blocks.append(head + "\n" + _table(header, rows))
+    return "\n\n".join(blocks)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _render_accuracy(answer: Mapping[str, Any]) -> str:
+    report = answer["report"]
+    metrics = ("accuracy", "precision", "recall", "auc", "log_loss", "rmse", "mae")
+    rows = (
+        (
+            v["version"],
+            v["kind"],
+            v["count"],
+            *(_number(v.get(m)) for m in metrics),
+            _percent(v["join"]["join_rate"] or 0.0),
+        )
+        for v in report["versions"]
+    )
+    header = ("VERSION", "TASK", "ROWS", *(m.upper() for m in metrics), "JOINED")
+    return _table(header, rows)
+
+
+def _render_joined(answer: Mapping[str, Any]) -> str:
+    report = answer["report"]
+    lines = [f"joined {report['joined']} ({report['rows']} rows)"]
+    for key in ("unknown_ids", "duplicate_ids"):
+        if report[key]:
+            lines.append(f"{key.replace('_', ' ')}: {', '.join(report[key])}")
+    return "\n".join(lines)
 
 
 def _render_changes(answer: Mapping[str, Any]) -> str:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from gateway.errors import GatewayError
 from gateway.lifecycle.breaker import BreakerConfig
+from gateway.monitoring.drift import DriftConfig
 
 RECORD_CAPTURES = ("none", "digest", "full", "sampled")  # see governance/predictions.py
 IMPORTANCES = ("low", "moderate", "high", "critical")  # see governance/approvals.py
@@ -44,6 +45,10 @@ class ModelConfig:
     record_durable: bool = False  # answer only once the prediction record is on disk
     # low | moderate | high | critical; high and critical changes need a second person
     importance: str = "moderate"
+    # what the model predicts, for accuracy against actuals (monitoring/accuracy.py TaskSpec:
+    # kind, label_output, score_output, classes, positive); empty: read from the signature
+    task: dict[str, Any] = field(default_factory=dict)
+    feature_importances: dict[str, float] = field(default_factory=dict)  # drift's overall score
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_queue_delay_us", "warmup_samples", "timeout_ms"):
@@ -117,10 +122,18 @@ class MonitoringConfig:
     slow_request_ms: float = 100.0  # answered slower than this: counted as slow
     health_period_s: float = 10.0  # health windows: a snapshot of the counters this often
     health_horizon: int = 360  # snapshots kept (one hour at the default period)
+    accuracy_window_s: float = 3600.0  # actuals are counted in windows this long...
+    accuracy_horizon: int = 48  # ... this many of them kept
+    predictions_kept: int = 100_000  # recent predictions held for joining actuals...
+    predictions_max_age_s: float = 7 * 86400.0  # ... at most this old
+    # `[monitoring.drift]`: windows and thresholds of the drift sketches (monitoring/drift.py)
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     def __post_init__(self) -> None:
-        if self.slow_request_ms <= 0 or self.health_period_s <= 0 or self.health_horizon < 1:
-            raise ConfigError("monitoring: durations must be > 0 and health_horizon >= 1")
+        durations = (self.slow_request_ms, self.health_period_s, self.accuracy_window_s)
+        counts = (self.health_horizon, self.accuracy_horizon, self.predictions_kept)
+        if min(durations) <= 0 or self.predictions_max_age_s <= 0 or min(counts) < 1:
+            raise ConfigError("monitoring: durations must be > 0 and counts >= 1")
 
 
 @dataclass(frozen=True)
@@ -197,7 +210,7 @@ def from_mapping(cls: type[T], data: dict[str, Any], where: str, base: T | None 
             values[key] = _checked(value, hint, f"{where}: '{key}'")
     try:
         return dataclasses.replace(base, **values) if base is not None else cls(**values)  # type: ignore[type-var]
-    except (ConfigError, GatewayError) as error:  # the sections' own checks
+    except (ValueError, GatewayError) as error:  # the sections' own checks (ConfigError too)
         raise ConfigError(f"{where}: {error}") from None
 
 

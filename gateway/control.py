@@ -75,6 +75,7 @@ class Control:
                 self._journal,
                 config.breaker,
                 config.monitoring.slow_request_ms,
+                config.monitoring.drift,
             )
 
     @property

@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from gateway.governance.journal import JournalStats
 from gateway.lifecycle.registry import Deployment
+from gateway.monitoring.accuracy import AccuracyStats
 from gateway.statistics import LATENCY_BUCKETS, Duration, VersionStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -186,10 +187,92 @@ class LifecycleCollector(Collector):
         yield from (share, ejected, ejections, errors, slow, *shadow.values())
 
 
+DRIFT_SCRAPE_WINDOWS = 5  # the drift gauges score the last few windows (5 min by default)
+
+
+class MonitoringCollector(Collector):
+    """Drift scores of each version's recent windows, and the join of actuals."""
+
+    def __init__(
+        self,
+        deployments: Callable[[], Iterable[Deployment]],
+        accuracy: Callable[[], AccuracyStats],
+    ) -> None:
+        self._deployments = deployments
+        self._accuracy = accuracy
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["deployment", "version"]
+        score = GaugeMetricFamily(
+            "modelgate_drift_score", "Overall drift of the last windows (0: none)", labels=labels
+        )
+        alert = GaugeMetricFamily(
+            "modelgate_drift_alert", "1 while the overall drift status is alert", labels=labels
+        )
+        psi = GaugeMetricFamily(
+            "modelgate_drift_psi",
+            "PSI of a feature over the last windows",
+            labels=[*labels, "feature"],
+        )
+        rows = CounterMetricFamily("modelgate_drift_rows", "Rows sketched", labels=labels)
+        errors = CounterMetricFamily(
+            "modelgate_drift_errors", "Batches the sketches could not count", labels=labels
+        )
+        for deployment in self._deployments():
+            for entry in deployment.versions.values():
+                if entry.drift is None:
+                    continue
+                values = [deployment.name, entry.version]
+                scores = entry.drift.scores(last_windows=DRIFT_SCRAPE_WINDOWS)
+                overall = scores["overall"]
+                if overall["score"] is not None:
+                    score.add_metric(values, overall["score"])
+                alert.add_metric(values, 1.0 if overall["status"] == "alert" else 0.0)
+                for feature in scores["features"]:
+                    if feature["psi"] is not None:
+                        psi.add_metric([*values, feature["name"]], feature["psi"])
+                rows.add_metric(values, entry.drift.rows)
+                errors.add_metric(values, entry.drift.errors)
+        yield from (score, alert, psi, rows, errors)
+        yield from _join_metrics(self._accuracy())
+
+
+def _join_metrics(stats: AccuracyStats) -> Iterator[Metric]:
+    labels = ["deployment", "version"]
+    predicted = CounterMetricFamily(
+        "modelgate_predictions_kept", "Predicted rows held for actuals", labels=labels
+    )
+    joined = CounterMetricFamily(
+        "modelgate_actuals_joined", "Predicted rows joined with an actual", labels=labels
+    )
+    lag = CounterMetricFamily(
+        "modelgate_actuals_lag_seconds", "Time from prediction to actual, summed", labels=labels
+    )
+    lag_count = CounterMetricFamily(
+        "modelgate_actuals_lag_count", "Actuals whose lag is summed", labels=labels
+    )
+    for (deployment, version), counters in sorted(stats.versions.items()):
+        values = [deployment, version]
+        predicted.add_metric(values, counters.predictions)
+        joined.add_metric(values, counters.joined)
+        lag.add_metric(values, counters.lag_sum_s)
+        lag_count.add_metric(values, counters.lag_count)
+    refused = CounterMetricFamily(
+        "modelgate_actuals_refused",
+        "Actuals not applied: unknown or duplicate request ids",
+        labels=["deployment", "reason"],
+    )
+    for reason, counts in (("unknown", stats.unknown_ids), ("duplicate", stats.duplicate_ids)):
+        for deployment, count in sorted(counts.items()):
+            refused.add_metric([deployment, reason], count)
+    yield from (predicted, joined, lag, lag_count, refused)
+
+
 def make_registry(
     source: StatsSource,
     journal: Callable[[], JournalStats] | None = None,
     deployments: Callable[[], Iterable[Deployment]] | None = None,
+    accuracy: Callable[[], AccuracyStats] | None = None,
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(source))
@@ -197,6 +280,8 @@ def make_registry(
         registry.register(JournalCollector(journal))
     if deployments is not None:
         registry.register(LifecycleCollector(deployments))
+        if accuracy is not None:
+            registry.register(MonitoringCollector(deployments, accuracy))
     return registry
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 import uuid
 from collections.abc import Callable
 from importlib.metadata import version as package_version
@@ -44,6 +46,7 @@ from gateway.lifecycle.registry import Registry, VersionEntry, VersionState
 from gateway.lifecycle.router import FAILOVER, PINNED
 from gateway.lifecycle.shadow import ShadowSender
 from gateway.loading import LoadedVersion
+from gateway.monitoring.accuracy import Accuracy, Predictions
 from gateway.monitoring.health import Health, HealthHistory
 from gateway.protocol.types import InferOutput, InferRequest, InferResponse
 from gateway.protocol.validation import CheckedRequest, check_request
@@ -71,6 +74,12 @@ class InferenceService:
         self._ledger = ledger
         self._shadows = ShadowSender()
         monitoring = config.monitoring
+        self._predictions = Predictions(
+            monitoring.predictions_kept, monitoring.predictions_max_age_s
+        )
+        self.accuracy = Accuracy(
+            self._predictions, monitoring.accuracy_window_s, monitoring.accuracy_horizon
+        )
         self.health_history = HealthHistory(
             self._health_sources, monitoring.health_period_s, monitoring.health_horizon
         )
@@ -145,11 +154,17 @@ class InferenceService:
                 model_name=deployment,
                 model_version=answered.version,
                 outputs=[InferOutput(name, dt, outputs[i]) for name, i, dt in chosen],
-                # with a ledger every answer is traceable: a request without an id gets one
-                id=request.id or (uuid.uuid4().hex if self._ledger else ""),
+                # every answer is traceable and can be joined with its actual: a request
+                # without an id gets one
+                id=request.id or uuid.uuid4().hex,
                 parameters={"routing": reason} if route is not None else {},
             )
             result = encode(response, wire)
+            if answered.task is not None:
+                self._predictions.record(
+                    response.id, deployment, answered.version, answered.task,
+                    {name: outputs[i] for name, (i, _) in target.outputs.items()},
+                )  # fmt: skip
             if route is not None and route.shadows:
                 for shadow in route.shadows:
                     self._shadows.send(shadow, checked, outputs)
@@ -213,6 +228,8 @@ class InferenceService:
             else:
                 entry.breaker.record_success()
                 entry.outcomes.record(True, perf_counter_ns() - tried)
+                if entry.observer is not None:
+                    entry.observer(feeds, outputs)
                 return entry, outputs, timing
             finally:
                 entry.end()
@@ -373,10 +390,7 @@ class InferenceService:
 
     def health(self, deployment: str, version: str | None, window_s: float) -> dict[str, Any]:
         """Service health of a deployment's versions (or one) over the last `window_s`."""
-        entries = self.registry.deployment(deployment).versions
-        if version and version not in entries:
-            raise ModelNotFound(deployment, version)
-        chosen = [entries[version]] if version else list(entries.values())
+        chosen = self._chosen(deployment, version)
         return {
             "deployment": deployment,
             "versions": [
@@ -388,6 +402,44 @@ class InferenceService:
                 for e in chosen
             ],
         }
+
+    def drift(self, deployment: str, version: str | None, window_s: float) -> dict[str, Any]:
+        """Drift scores of a deployment's versions (or one) over the last `window_s`: each
+        version's live sketches against its training-data profile."""
+        return {
+            "deployment": deployment,
+            "versions": [
+                {
+                    "version": e.version,
+                    "state": e.state.value,
+                    **(
+                        e.drift.scores(since_s=time.time() - window_s)
+                        if e.drift is not None
+                        else {"error": "no training-data profile: drift is not monitored"}
+                    ),
+                }
+                for e in self._chosen(deployment, version)
+            ],
+        }
+
+    def accuracy_report(
+        self, deployment: str, version: str | None, window_s: float
+    ) -> dict[str, Any]:
+        """Accuracy against the actuals received over the last `window_s`."""
+        self._chosen(deployment, version)  # raises ModelNotFound
+        windows = max(1, math.ceil(window_s / self.config.monitoring.accuracy_window_s))
+        return self.accuracy.metrics(deployment, version, windows)
+
+    def add_actuals(self, deployment: str, entries: Any) -> dict[str, Any]:
+        """Join actuals with the predictions they are for (monitoring/accuracy.py)."""
+        self.registry.deployment(deployment)  # raises ModelNotFound
+        return self.accuracy.add_actuals(deployment, entries)
+
+    def _chosen(self, deployment: str, version: str | None) -> list[VersionEntry]:
+        entries = self.registry.deployment(deployment).versions
+        if version and version not in entries:
+            raise ModelNotFound(deployment, version)
+        return [entries[version]] if version else list(entries.values())
 
     @property
     def journal_stats(self) -> Callable[[], JournalStats] | None:

@@ -105,7 +105,7 @@ class Source(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., url: _Optional[str] = ..., timeout_s: _Optional[float] = ...) -> None: ...
 
 class Version(_message.Message):
-    __slots__ = ("version", "state", "reason", "source", "inflight", "breaker", "shadow", "content_hash", "profile_id", "platform")
+    __slots__ = ("version", "state", "reason", "source", "inflight", "breaker", "shadow", "content_hash", "profile_id", "platform", "drift", "task")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,8 @@ class Version(_message.Message):
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     PROFILE_ID_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     version: str
     state: str
     reason: str
@@ -126,7 +128,9 @@ class Version(_message.Message):
     content_hash: str
     profile_id: str
     platform: str
-    def __init__(self, version: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., source: _Optional[_Union[Source, _Mapping]] = ..., inflight: _Optional[int] = ..., breaker: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., shadow: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., content_hash: _Optional[str] = ..., profile_id: _Optional[str] = ..., platform: _Optional[str] = ...) -> None: ...
+    drift: _struct_pb2.Struct
+    task: str
+    def __init__(self, version: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., source: _Optional[_Union[Source, _Mapping]] = ..., inflight: _Optional[int] = ..., breaker: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., shadow: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., content_hash: _Optional[str] = ..., profile_id: _Optional[str] = ..., platform: _Optional[str] = ..., drift: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., task: _Optional[str] = ...) -> None: ...
 
 class Deployment(_message.Message):
     __slots__ = ("name", "policy", "production", "versions", "rollout", "importance", "pending_change")
@@ -370,3 +374,17 @@ class HealthReport(_message.Message):
     deployment: str
     versions: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
     def __init__(self, deployment: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ...) -> None: ...
+
+class Report(_message.Message):
+    __slots__ = ("report",)
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    report: _struct_pb2.Struct
+    def __init__(self, report: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ActualsRequest(_message.Message):
+    __slots__ = ("deployment", "actuals")
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    ACTUALS_FIELD_NUMBER: _ClassVar[int]
+    deployment: str
+    actuals: _struct_pb2.ListValue
+    def __init__(self, deployment: _Optional[str] = ..., actuals: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ...) -> None: ...

@@ -74,6 +74,21 @@ class AdminStub:
                 request_serializer=gateway_dot___proto_dot_admin__pb2.HealthRequest.SerializeToString,
                 response_deserializer=gateway_dot___proto_dot_admin__pb2.HealthReport.FromString,
                 _registered_method=True)
+        self.GetDrift = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/GetDrift',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.HealthRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.HealthReport.FromString,
+                _registered_method=True)
+        self.GetAccuracy = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/GetAccuracy',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.HealthRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Report.FromString,
+                _registered_method=True)
+        self.SendActuals = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/SendActuals',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.ActualsRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.Report.FromString,
+                _registered_method=True)
         self.LoadVersion = channel.unary_unary(
                 '/modelgate.admin.v1.Admin/LoadVersion',
                 request_serializer=gateway_dot___proto_dot_admin__pb2.LoadVersionRequest.SerializeToString,
@@ -204,6 +219,31 @@ class AdminServicer:
         """Service health over the last `window` (seconds, or 5m, 1h; default 5m): request rate,
         client (4xx) / server (5xx) / data error rates, latency p50/p95/p99, slow requests,
         batch sizes, queue time — per version, or for `version` alone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDrift(self, request, context):
+        """Drift of each version's live inputs and outputs against its training-data profile over
+        `window`: PSI, Jensen-Shannon, Wasserstein, KS per feature and output, and overall.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAccuracy(self, request, context):
+        """Accuracy against the actuals received over `window`, per version; `report` is the JSON of
+        GET /v2/models/{m}/accuracy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendActuals(self, request, context):
+        """Actuals for earlier predictions (role predictor): `actuals` is the list
+        [{"id": request id, "actual": value}, ...] of POST /v2/models/{m}/actuals; `report` says how
+        many joined and which ids were unknown or duplicates.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -347,6 +387,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetHealth,
                     request_deserializer=gateway_dot___proto_dot_admin__pb2.HealthRequest.FromString,
                     response_serializer=gateway_dot___proto_dot_admin__pb2.HealthReport.SerializeToString,
+            ),
+            'GetDrift': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDrift,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.HealthRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.HealthReport.SerializeToString,
+            ),
+            'GetAccuracy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccuracy,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.HealthRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Report.SerializeToString,
+            ),
+            'SendActuals': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendActuals,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.ActualsRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.Report.SerializeToString,
             ),
             'LoadVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.LoadVersion,
@@ -640,6 +695,87 @@ class Admin:
             '/modelgate.admin.v1.Admin/GetHealth',
             gateway_dot___proto_dot_admin__pb2.HealthRequest.SerializeToString,
             gateway_dot___proto_dot_admin__pb2.HealthReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDrift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/GetDrift',
+            gateway_dot___proto_dot_admin__pb2.HealthRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.HealthReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccuracy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/GetAccuracy',
+            gateway_dot___proto_dot_admin__pb2.HealthRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Report.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendActuals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/SendActuals',
+            gateway_dot___proto_dot_admin__pb2.ActualsRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.Report.FromString,
             options,
             channel_credentials,
             insecure,

@@ -177,11 +177,15 @@ def encode_infer_response(
 
 def decode_object(body: bytes) -> dict[str, Any]:
     """A small JSON object body of the control endpoints."""
+    return _object(decode_json(body), "the request body")
+
+
+def decode_json(body: bytes) -> Any:
+    """Any JSON document (e.g. the list of actuals)."""
     try:
-        document = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise InvalidInput(f"malformed JSON: {error}") from None
-    return _object(document, "the request body")
 
 
 def dumps(document: Any) -> bytes:

@@ -15,12 +15,14 @@ it loads must see the registry before or after it, never halfway.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from gateway.batching import DynamicBatcher
 from gateway.errors import GatewayError, InvalidInput
 from gateway.governance.approvals import Importance
 from gateway.lifecycle import rollout
@@ -37,12 +39,15 @@ from gateway.lifecycle.router import TrafficPolicy
 from gateway.lifecycle.sources import (
     REPOSITORY,
     UPLOAD,
+    OpenedSource,
     Sources,
     check_source,
     open_version,
     store_upload,
 )
 from gateway.lifecycle.warmup import Golden, warm_up
+from gateway.monitoring.accuracy import TaskSpec
+from gateway.monitoring.drift import DriftConfig, DriftMonitor
 from gateway.monitoring.health import Health
 from gateway.protocol.types import ModelSignature
 from gateway.repository import VersionSource
@@ -71,12 +76,14 @@ class Lifecycle:
         journal: Journal,
         breaker: BreakerConfig | None = None,
         slow_ms: float = DEFAULT_SLOW_MS,
+        drift: DriftConfig | None = None,
     ) -> None:
         self.registry = registry
         self._sources = sources
         self._journal = journal
         self._breaker = breaker or BreakerConfig()
         self._slow_ms = slow_ms
+        self._drift = drift or DriftConfig()
         self._lock = asyncio.Lock()
         self._drivers: dict[str, asyncio.Task[None]] = {}  # deployment -> its rollout's task
         self._watcher: asyncio.Task[None] | None = None
@@ -160,6 +167,7 @@ class Lifecycle:
         opened = await open_version(entry.deployment, entry.version, entry.source, self._sources)
         try:
             await warm_up(opened.loaded, opened.samples, golden or opened.golden)
+            await self._monitor(entry, opened)
         except BaseException:
             await opened.loaded.close()
             raise
@@ -168,6 +176,31 @@ class Lifecycle:
         entry.state = VersionState.READY
         entry.reason = ""
         logger.info("loaded %s version %s", entry.deployment, entry.version)
+
+    async def _monitor(self, entry: VersionEntry, opened: OpenedSource) -> None:
+        """Give a warmed-up version its task (accuracy) and, with a training-data profile, its
+        drift sketches, compiled now and fed from here on (so warm-up samples are not
+        counted). Raises InvalidInput when the profile or the task config does not fit."""
+        loaded = opened.loaded
+        config = loaded.config
+        try:
+            entry.task, entry.task_reason = TaskSpec.decide(
+                loaded.signature, opened.profile, config.task or None
+            )
+        except ValueError as error:
+            raise InvalidInput(f"task: {error}") from None
+        if opened.profile is None:
+            return
+        drift = self._drift
+        if config.feature_importances:
+            drift = dataclasses.replace(drift, importances=config.feature_importances)
+        monitor = DriftMonitor.from_profile(opened.profile, loaded.signature, drift)
+        await asyncio.to_thread(monitor.warm_up)
+        entry.drift = monitor
+        if isinstance(loaded.runner, DynamicBatcher):
+            loaded.runner.observe(monitor.update)
+        else:
+            entry.observer = monitor.update
 
     @staticmethod
     def _fail(entry: VersionEntry, reason: str) -> None:

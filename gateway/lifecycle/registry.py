@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,8 @@ from gateway.lifecycle.rollout import RolloutStatus
 from gateway.lifecycle.router import EMPTY_TABLE, Route, RoutingTable, TrafficPolicy
 from gateway.lifecycle.shadow import ShadowStats
 from gateway.loading import LoadedVersion
+from gateway.monitoring.accuracy import TaskSpec
+from gateway.monitoring.drift import DriftMonitor
 from gateway.monitoring.health import Health
 from gateway.protocol.types import ModelSignature
 
@@ -49,6 +52,12 @@ class VersionEntry:
     shadow: ShadowStats = field(default_factory=ShadowStats)  # as a shadow
     health: Health = field(default_factory=lambda: Health(DEFAULT_SLOW_MS))  # as answering
     samples: list[dict[str, Any]] = field(default_factory=list)  # its warm-up inputs
+    drift: DriftMonitor | None = None  # with a training-data profile
+    # a remote version's answers go to its drift sketches from the request path (a local
+    # version's batcher hands them over in its worker thread)
+    observer: Callable[[Mapping[str, Any], Sequence[Any]], None] | None = None
+    task: TaskSpec | None = None  # what it predicts: accuracy against actuals
+    task_reason: str = ""  # why there is no task
     inflight: int = 0
     _idle: asyncio.Event | None = None
 
@@ -81,6 +90,16 @@ class VersionEntry:
             described["content_hash"] = self.loaded.identity.content_hash
             described["profile_id"] = self.loaded.identity.profile_id
             described["platform"] = self.loaded.signature.platform
+        described["drift"] = (
+            {
+                "profile_id": self.drift.profile_id,
+                "rows": self.drift.rows,
+                "errors": self.drift.errors,
+            }
+            if self.drift is not None
+            else None
+        )
+        described["task"] = self.task.kind if self.task is not None else self.task_reason
         return described
 
 

@@ -33,6 +33,7 @@ from gateway.loading import (
     serve_version,
     warmup_samples,
 )
+from gateway.monitoring.profile import Profile, load_profile
 from gateway.repository import MODEL_FILE, VersionSource, version_source
 from gateway.statistics import VersionStats
 
@@ -56,6 +57,7 @@ class OpenedSource:
     loaded: LoadedVersion
     samples: list[Sample]
     golden: Golden | None
+    profile: Profile | None  # the training-data profile next to the model file, if any
 
 
 def check_source(source: Any) -> dict[str, Any]:
@@ -113,7 +115,8 @@ async def open_version(
     golden = None
     if golden_file.is_file():
         golden = Golden.from_dict(orjson.loads(golden_file.read_bytes()), loaded.signature)
-    return OpenedSource(loaded, samples, golden)
+    profile = load_profile(found.profile_file) if found.profile_file.is_file() else None
+    return OpenedSource(loaded, samples, golden, profile)
 
 
 async def _open_remote(
@@ -134,7 +137,7 @@ async def _open_remote(
         {t.name: (i, t.datatype) for i, t in enumerate(signature.outputs)},
         VersionIdentity(backend.content_id, ""),
     )
-    return OpenedSource(loaded, warmup_samples(config, Path(), signature), None)
+    return OpenedSource(loaded, warmup_samples(config, Path(), signature), None, None)
 
 
 def store_upload(uploads: Path, model: bytes) -> tuple[str, Path | None]:

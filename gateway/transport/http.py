@@ -129,12 +129,21 @@ def create_app(
         add("GET", prefix + "/stats", "read", routes.statistics)
         add("POST", prefix + "/infer", "infer", routes.infer)
         add("GET", prefix + "/health", "read", routes.health)
+        add("GET", prefix + "/drift", "read", routes.drift)
+        add("GET", prefix + "/accuracy", "read", routes.accuracy)
+    add("POST", "/v2/models/{model}/actuals", "infer", routes.actuals)
     add("GET", "/admin/tokens", "token.list", routes.list_tokens)
     add("POST", "/admin/tokens", "token.create", routes.create_token)
     add("DELETE", "/admin/tokens/{token_id}", "token.revoke", routes.revoke_token)
     for call in CALLS:
         add(call.http_method, "/admin" + call.http_path, call.operation, routes.admin(call))
     return app
+
+
+def _report_of(request: web.Request) -> tuple[str, str | None, float]:
+    """The deployment, version and `?window=` of a monitoring report's route."""
+    window_s = parse_window(request.query.get("window", DEFAULT_WINDOW))
+    return request.match_info["model"], request.match_info.get("version"), window_s
 
 
 class _Routes:
@@ -145,6 +154,7 @@ class _Routes:
             lambda: ((v.name, v.version, v.stats) for v in service.registry.loaded()),
             service.journal_stats,
             lambda: service.registry.deployments.values(),
+            service.accuracy.stats,
         )
 
     async def infer(self, request: web.Request) -> web.Response:
@@ -194,9 +204,17 @@ class _Routes:
         return _json({"model_stats": self._service.statistics(model, version)})
 
     async def health(self, request: web.Request) -> web.Response:
-        model, version = request.match_info["model"], request.match_info.get("version")
-        window_s = parse_window(request.query.get("window", DEFAULT_WINDOW))
-        return _json(self._service.health(model, version, window_s))
+        return _json(self._service.health(*_report_of(request)))
+
+    async def drift(self, request: web.Request) -> web.Response:
+        return _json(self._service.drift(*_report_of(request)))
+
+    async def accuracy(self, request: web.Request) -> web.Response:
+        return _json(self._service.accuracy_report(*_report_of(request)))
+
+    async def actuals(self, request: web.Request) -> web.Response:
+        entries = rest.decode_json(await request.read())
+        return _json(self._service.add_actuals(request.match_info["model"], entries))
 
     async def repository_index(self, request: web.Request) -> web.Response:
         body = await request.read()
