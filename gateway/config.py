@@ -165,6 +165,8 @@ class ServerConfig:
     change_ttl_s: float = 3600.0  # how long a change request waits for its approval
     health_interval_s: float = 2.0  # remote versions' health checks, which feed their breakers
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    # `[alerts]`: rules, channels, cool-down; checked at start-up (monitoring/alert_config.py)
+    alerts: dict[str, Any] = field(default_factory=dict)
     # `[breaker]`: when a version is ejected from routing (lifecycle/breaker.py BreakerConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
 

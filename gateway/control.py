@@ -36,6 +36,7 @@ from gateway.lifecycle.operations import Lifecycle
 from gateway.lifecycle.sources import Sources
 from gateway.serving import InferenceService
 
+ALERTS_ACTOR = "system:alerts"
 SECRET_HASH = "secret_sha256"  # payload key of token records: what `replay` restores from
 _CHANGE_RECORDS = (CHANGE_REQUESTED, CHANGE_APPROVED, CHANGE_REJECTED, CHANGE_EXPIRED)
 _DECISION_KIND = {
@@ -96,6 +97,10 @@ class Control:
             payload = {**payload, **approval}
         if self._ledger is not None:
             await self._ledger.journal.append(ADMIN, kind, actor, payload, durable=True)
+
+    async def journal_alert(self, kind: str, payload: dict[str, Any]) -> None:
+        """An alert notification or a failed delivery, on the admin stream."""
+        await self._journal(kind, ALERTS_ACTOR, payload)
 
     async def journal_refusal(
         self, kind: str, actor: str, payload: dict[str, Any], error: GatewayError

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from gateway.governance.journal import JournalStats
 from gateway.lifecycle.registry import Deployment
 from gateway.monitoring.accuracy import AccuracyStats
+from gateway.monitoring.alerting import Alerting
 from gateway.statistics import LATENCY_BUCKETS, Duration, VersionStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -268,11 +269,36 @@ def _join_metrics(stats: AccuracyStats) -> Iterator[Metric]:
     yield from (predicted, joined, lag, lag_count, refused)
 
 
+class AlertsCollector(Collector):
+    """Alerts firing, and each channel's deliveries (an unreachable channel shows here)."""
+
+    def __init__(self, source: Callable[[], Alerting | None]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        alerting = self._source()
+        if alerting is None:
+            return
+        yield GaugeMetricFamily(
+            "modelgate_alerts_firing", "Alerts firing now", value=len(alerting.engine.active())
+        )
+        deliveries = CounterMetricFamily(
+            "modelgate_alert_notifications",
+            "Alert notifications per channel: sent, failed (after retries), retried, dropped",
+            labels=["channel", "outcome"],
+        )
+        for channel, stats in sorted(alerting.dispatcher.stats.items()):
+            for outcome in ("sent", "failed", "retried", "dropped"):
+                deliveries.add_metric([channel, outcome], getattr(stats, outcome))
+        yield deliveries
+
+
 def make_registry(
     source: StatsSource,
     journal: Callable[[], JournalStats] | None = None,
     deployments: Callable[[], Iterable[Deployment]] | None = None,
     accuracy: Callable[[], AccuracyStats] | None = None,
+    alerting: Callable[[], Alerting | None] | None = None,
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(source))
@@ -282,6 +308,8 @@ def make_registry(
         registry.register(LifecycleCollector(deployments))
         if accuracy is not None:
             registry.register(MonitoringCollector(deployments, accuracy))
+    if alerting is not None:
+        registry.register(AlertsCollector(alerting))
     return registry
 
 

@@ -21,6 +21,9 @@ from gateway.governance.identity import ADMIN_TOKEN_FILE, Authenticator, TokenSt
 from gateway.governance.ldap import LdapAuthenticator, LdapConfig
 from gateway.governance.ledger import Ledger
 from gateway.lifecycle.sources import Sources
+from gateway.monitoring import signals
+from gateway.monitoring.alert_config import AlertsConfig, parse_alerts
+from gateway.monitoring.alerting import Alerting
 from gateway.repository import VersionSource, scan
 from gateway.serving import InferenceService
 from gateway.transport.grpc import create_server
@@ -37,13 +40,16 @@ async def serve(config: ServerConfig) -> None:
     opening any port, when the repository folder or the LDAP settings are unusable, and
     JournalError when the journal cannot be opened (damaged, or held by another process)."""
     sources = scan(Path(config.repository), config.model_defaults)
+    alerts = parse_alerts(config.alerts, "[alerts]")
     ldap = None
     if config.auth.ldap:
         ldap = LdapAuthenticator(from_mapping(LdapConfig, config.auth.ldap, "[auth.ldap]"))
     ledger = None
+    retention: asyncio.Task[None] | None = None
     if config.journal.enabled:
         ledger = await asyncio.to_thread(Ledger.open, config.journal)
         logger.info("journal: %s, checkpoints signed by %s", ledger.root, ledger.key.verifier_key())
+        retention = asyncio.create_task(ledger.run_retention())
     try:
         tokens = TokenStore(config.tokens_path)
         service = InferenceService(config, ledger)
@@ -61,9 +67,12 @@ async def serve(config: ServerConfig) -> None:
             )
         authenticator = Authenticator(tokens, ldap, inference_auth=config.auth.inference)
         access = AccessControl(authenticator, ledger)
-        await _serve(config, sources, service, access, control)
+        await _serve(config, sources, service, access, control, alerts)
     finally:
         # after the servers drained: every answered request's record is queued by now
+        if retention is not None:
+            retention.cancel()
+            await asyncio.gather(retention, return_exceptions=True)
         if ledger is not None:
             await asyncio.to_thread(ledger.close)
 
@@ -74,6 +83,7 @@ async def _serve(
     service: InferenceService,
     access: AccessControl,
     control: Control,
+    alerts: AlertsConfig,
 ) -> None:
     runner = web.AppRunner(create_app(service, access, control), access_log=None)
     await runner.setup()
@@ -103,6 +113,13 @@ async def _serve(
         service.loaded = True
         control.lifecycle.watch_health(config.health_interval_s)
         service.start_monitoring()
+        if alerts.rules:
+            service.alerting = Alerting(
+                alerts,
+                lambda: signals.collect(service, alerts.evaluate_interval_s),
+                control.journal_alert,
+            )
+            await service.alerting.start()
         # Everything allocated so far (modules, sessions, tables) lives as long as the process:
         # keep it out of the collector's full passes, which otherwise scan it all (~13 ms here)
         # several times a second under load and show up as the p99.
@@ -116,6 +133,8 @@ async def _serve(
         await grpc_endpoint.publish_readiness(False)
         await grpc_endpoint.server.stop(SHUTDOWN_GRACE_S)
         await runner.cleanup()
+        if service.alerting is not None:
+            await service.alerting.close()
         await control.lifecycle.close()
         await service.close()
 

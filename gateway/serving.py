@@ -47,6 +47,7 @@ from gateway.lifecycle.router import FAILOVER, PINNED
 from gateway.lifecycle.shadow import ShadowSender
 from gateway.loading import LoadedVersion
 from gateway.monitoring.accuracy import Accuracy, Predictions
+from gateway.monitoring.alerting import Alerting
 from gateway.monitoring.health import Health, HealthHistory
 from gateway.protocol.types import InferOutput, InferRequest, InferResponse
 from gateway.protocol.validation import CheckedRequest, check_request
@@ -84,6 +85,7 @@ class InferenceService:
             self._health_sources, monitoring.health_period_s, monitoring.health_horizon
         )
         self._health_task: asyncio.Task[None] | None = None
+        self.alerting: Alerting | None = None  # set by the server when rules are configured
 
     def _health_sources(self) -> list[tuple[tuple[str, str], Health]]:
         return [((e.deployment, e.version), e.health) for e in self.registry.entries()]

@@ -155,6 +155,7 @@ class _Routes:
             service.journal_stats,
             lambda: service.registry.deployments.values(),
             service.accuracy.stats,
+            lambda: service.alerting,
         )
 
     async def infer(self, request: web.Request) -> web.Response:
