@@ -119,6 +119,8 @@ class JournalConfig:
 class MonitoringConfig:
     """`[monitoring]`: service health, drift and accuracy."""
 
+    sketches: bool = True  # drift sketches for versions with a training-data profile
+    accuracy: bool = True  # keep predictions by request id to join the actuals sent later
     slow_request_ms: float = 100.0  # answered slower than this: counted as slow
     health_period_s: float = 10.0  # health windows: a snapshot of the counters this often
     health_horizon: int = 360  # snapshots kept (one hour at the default period)

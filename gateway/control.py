@@ -76,7 +76,7 @@ class Control:
                 self._journal,
                 config.breaker,
                 config.monitoring.slow_request_ms,
-                config.monitoring.drift,
+                config.monitoring.drift if config.monitoring.sketches else None,
             )
 
     @property

@@ -75,6 +75,7 @@ class InferenceService:
         self._ledger = ledger
         self._shadows = ShadowSender()
         monitoring = config.monitoring
+        self._keep_predictions = monitoring.accuracy
         self._predictions = Predictions(
             monitoring.predictions_kept, monitoring.predictions_max_age_s
         )
@@ -162,7 +163,7 @@ class InferenceService:
                 parameters={"routing": reason} if route is not None else {},
             )
             result = encode(response, wire)
-            if answered.task is not None:
+            if answered.task is not None and self._keep_predictions:
                 self._predictions.record(
                     response.id, deployment, answered.version, answered.task,
                     {name: outputs[i] for name, (i, _) in target.outputs.items()},
@@ -417,7 +418,10 @@ class InferenceService:
                     **(
                         e.drift.scores(since_s=time.time() - window_s)
                         if e.drift is not None
-                        else {"error": "no training-data profile: drift is not monitored"}
+                        else {
+                            "error": "drift is not monitored: no training-data profile, "
+                            "or [monitoring] sketches = false"
+                        }
                     ),
                 }
                 for e in self._chosen(deployment, version)

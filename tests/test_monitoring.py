@@ -226,3 +226,16 @@ def test_the_drift_table_on_the_command_line(gateway: Server) -> None:
         timeout=60,
     )
     assert json.loads(as_json.stdout)["versions"][0]["overall"]["status"] in ("ok", "warn", "alert")
+
+
+def test_sketches_and_predictions_can_be_turned_off(tmp_path: Path) -> None:
+    copy_credit_risk(tmp_path / "models")
+    config = "[monitoring]\nsketches = false\naccuracy = false\n"
+    with start_server(tmp_path / "models", config, config_dir=tmp_path) as server:
+        answer = send(server, "credit_risk", np.zeros((1, 20), np.float32), ids="off")[0]
+        url = f"{server.http_url}/v2/models/credit_risk/versions/2/drift"
+        (version,) = http_request("GET", url).json()["versions"]
+        assert "not monitored" in version["error"]
+        actual = [{"id": answer.get_response()["id"], "actual": 1}]
+        joined = post_list(f"{server.http_url}/v2/models/credit_risk/actuals", actual).json()
+        assert joined["joined"] == 0 and joined["unknown_ids"] == ["off-0"]

@@ -83,7 +83,7 @@ class Lifecycle:
         self._journal = journal
         self._breaker = breaker or BreakerConfig()
         self._slow_ms = slow_ms
-        self._drift = drift or DriftConfig()
+        self._drift = drift  # None: no drift sketches
         self._lock = asyncio.Lock()
         self._drivers: dict[str, asyncio.Task[None]] = {}  # deployment -> its rollout's task
         self._watcher: asyncio.Task[None] | None = None
@@ -189,9 +189,9 @@ class Lifecycle:
             )
         except ValueError as error:
             raise InvalidInput(f"task: {error}") from None
-        if opened.profile is None:
-            return
         drift = self._drift
+        if opened.profile is None or drift is None:
+            return
         if config.feature_importances:
             drift = dataclasses.replace(drift, importances=config.feature_importances)
         monitor = DriftMonitor.from_profile(opened.profile, loaded.signature, drift)
