@@ -200,3 +200,26 @@ def test_a_remote_version_that_cannot_be_reached_is_refused(
     assert answer.status in (400, 503) and "error" in answer.json()
     described = admin(gateway, "GET", f"/deployments/{DEPLOYMENT}")
     assert "8" not in [v["version"] for v in described["versions"]]
+
+
+def test_a_version_on_mlserver_joins_the_deployment(gateway: Server, mlserver: Any) -> None:
+    """MLServer as a second real V2 peer: loaded, warmed up and validated like any version,
+    then serving a share of the deployment's traffic."""
+    source = {"kind": "remote", "url": mlserver.spec.endpoint.grpc_target, "model": DEPLOYMENT}
+    described = admin(
+        gateway, "POST", f"/deployments/{DEPLOYMENT}/versions", {"version": "4", "source": source}
+    )
+    four = next(v for v in described["versions"] if v["version"] == "4")
+    assert four["state"] == "READY" and four["source"]["kind"] == "remote"
+    admin(gateway, "PUT", f"/deployments/{DEPLOYMENT}/traffic", {"weights": {"2": 1, "4": 1}})
+    try:
+        rows = credit_risk_rows(np.random.default_rng(14), 40)
+        seen = collections.Counter()
+        for row in rows:
+            status, answer = infer(gateway, row[np.newaxis])
+            assert status == 200, answer
+            seen[answer["model_version"]] += 1
+            assert_like_version_2(answer, row[np.newaxis])
+        assert set(seen) == {"2", "4"}, seen
+    finally:
+        admin(gateway, "PUT", f"/deployments/{DEPLOYMENT}/traffic", {"weights": {"2": 1}})

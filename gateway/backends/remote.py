@@ -181,6 +181,9 @@ class RemoteBackend:
         finally:
             self._leave()
         outputs = decode_outputs(result.get_response(), self._output_names, self._output_datatypes)
+        outputs = [
+            _as_declared(o, t.shape) for o, t in zip(outputs, self.signature.outputs, strict=True)
+        ]
         return outputs, Timing(compute_infer_ns=elapsed, batch_size=rows)
 
     async def health(self) -> bool:
@@ -256,6 +259,15 @@ async def _describe(
     except InferenceServerException:
         max_batch_size = 0  # the model config is a Triton extension, not part of V2
     return signature_from_metadata(metadata), max_batch_size
+
+
+def _as_declared(output: np.ndarray, declared: tuple[int, ...]) -> np.ndarray:
+    """Drop a trailing unit dimension the metadata does not declare: MLServer's NumpyCodec
+    answers a [N] tensor as [N, 1] whatever its metadata says, which would fail validation and
+    differ from the local version of the same model. Anything else is left for the checks."""
+    if output.ndim == len(declared) + 1 and output.shape[-1] == 1:
+        return output.reshape(output.shape[:-1])
+    return output
 
 
 def decode_outputs(response: Any, names: list[str], datatypes: list[str]) -> list[np.ndarray]:
