@@ -244,11 +244,12 @@ def _steps(text: str) -> list[int]:
 
 
 # the rollout plan's guards (lifecycle/rollout.py Guards): type, metavar, help
-_GUARDS: dict[str, tuple[Callable[[str], float], str, str]] = {
+_GUARDS: dict[str, tuple[Callable[[str], object], str, str]] = {
     "min_success_rate": (float, "R", "least share of canary requests that succeed (0..1)"),
     "max_p99_ratio": (float, "X", "most canary p99 as a multiple of the champion's"),
     "max_p99_ms": (float, "MS", "a canary p99 always good enough"),
     "min_requests": (int, "N", "fewest canary requests for a conclusive check"),
+    "max_drift": (str, "STATUS", "fail a check at this canary drift or worse: warn or alert"),
 }
 
 

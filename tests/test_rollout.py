@@ -499,3 +499,20 @@ def test_a_status_survives_its_journal_form() -> None:
     status, _ = pause(status, now=101.0, reason="look at it")
     restored = RolloutStatus.from_dict(json.loads(json.dumps(status.to_dict())))
     assert restored == status
+
+
+def test_a_drift_guard_fails_a_window_that_drifted() -> None:
+    guards = Guards(min_requests=1, max_drift="alert")
+    healthy = metrics(requests=50, p99_ms=5.0)
+    assert check(guards, healthy, healthy, canary_drift="warn").verdict == "pass"
+    failed = check(guards, healthy, healthy, canary_drift="alert")
+    assert failed.verdict == "fail" and failed.reason.startswith("canary drift alert")
+    strict = Guards(min_requests=1, max_drift="warn")
+    assert check(strict, healthy, healthy, canary_drift="warn").verdict == "fail"
+    assert check(strict, healthy, healthy, canary_drift="insufficient_data").verdict == "pass"
+    assert check(strict, healthy, healthy, canary_drift=None).verdict == "pass"  # no profile
+    assert check(Guards(min_requests=1), healthy, healthy, "alert").verdict == "pass"  # off
+    with pytest.raises(InvalidInput, match="max_drift"):
+        Guards(max_drift="sometimes")
+    plan = RolloutPlan.from_dict({"guards": {"max_drift": "alert"}})
+    assert RolloutPlan.from_dict(plan.to_dict()) == plan

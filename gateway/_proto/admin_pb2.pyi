@@ -266,16 +266,18 @@ class ChangeRequest(_message.Message):
     def __init__(self, deployment: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Guards(_message.Message):
-    __slots__ = ("min_success_rate", "max_p99_ratio", "max_p99_ms", "min_requests")
+    __slots__ = ("min_success_rate", "max_p99_ratio", "max_p99_ms", "min_requests", "max_drift")
     MIN_SUCCESS_RATE_FIELD_NUMBER: _ClassVar[int]
     MAX_P99_RATIO_FIELD_NUMBER: _ClassVar[int]
     MAX_P99_MS_FIELD_NUMBER: _ClassVar[int]
     MIN_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_DRIFT_FIELD_NUMBER: _ClassVar[int]
     min_success_rate: float
     max_p99_ratio: float
     max_p99_ms: float
     min_requests: int
-    def __init__(self, min_success_rate: _Optional[float] = ..., max_p99_ratio: _Optional[float] = ..., max_p99_ms: _Optional[float] = ..., min_requests: _Optional[int] = ...) -> None: ...
+    max_drift: str
+    def __init__(self, min_success_rate: _Optional[float] = ..., max_p99_ratio: _Optional[float] = ..., max_p99_ms: _Optional[float] = ..., min_requests: _Optional[int] = ..., max_drift: _Optional[str] = ...) -> None: ...
 
 class RolloutPlan(_message.Message):
     __slots__ = ("steps", "dwell_s", "check_interval_s", "failure_limit", "guards")

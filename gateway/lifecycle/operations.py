@@ -47,7 +47,7 @@ from gateway.lifecycle.sources import (
 )
 from gateway.lifecycle.warmup import Golden, warm_up
 from gateway.monitoring.accuracy import TaskSpec
-from gateway.monitoring.drift import DriftConfig, DriftMonitor
+from gateway.monitoring.drift import DriftConfig, DriftMonitor, drift_status
 from gateway.monitoring.health import Health
 from gateway.protocol.types import ModelSignature
 from gateway.repository import VersionSource
@@ -550,16 +550,19 @@ class Lifecycle:
             canary = deployment.entry(status.canary).outcomes
             champion = deployment.entry(status.champion).outcomes
             before = canary.snapshot(), champion.snapshot()
+            started = time.time()
             # a timer, not a synchronization: the check window is this long
             await asyncio.sleep(status.plan.check_interval_s)
             async with self._lock:
                 status = deployment.rollout
                 if status is None or status.phase not in rollout.ACTIVE:
                     return
+                drift = deployment.entry(status.canary).drift
                 result = rollout.check(
                     status.plan.guards,
                     canary.snapshot().since(before[0]),
                     champion.snapshot().since(before[1]),
+                    drift_status(drift.scores(since_s=started)) if drift is not None else None,
                 )
                 changed, action = rollout.on_check(status, result, time.time())
                 if isinstance(action, Hold) and result.verdict != "fail":

@@ -47,8 +47,13 @@ class Guards:
     max_p99_ratio: float = 1.5
     max_p99_ms: float | None = None
     min_requests: int = 20  # fewer canary requests in a window: the check is inconclusive
+    # "warn" or "alert": fail a check whose window shows the canary's drift (its inputs and
+    # outputs against its training-data profile) at that status or worse; None: not checked
+    max_drift: str | None = None
 
     def __post_init__(self) -> None:
+        if self.max_drift not in (None, "warn", "alert"):
+            raise InvalidInput(f"guards: max_drift must be warn or alert, got {self.max_drift!r}")
         if not 0.0 <= self.min_success_rate <= 1.0:
             raise InvalidInput(
                 f"guards: min_success_rate must be between 0 and 1, got {self.min_success_rate}"
@@ -71,6 +76,7 @@ class Guards:
             "max_p99_ratio": self.max_p99_ratio,
             "max_p99_ms": self.max_p99_ms,
             "min_requests": self.min_requests,
+            "max_drift": self.max_drift,
         }
 
 
@@ -169,6 +175,12 @@ def _steps(value: object, name: str) -> tuple[int, ...]:
     return tuple(_integer(step, f"{name}[{index}]") for index, step in enumerate(value))
 
 
+def _optional_text(value: object, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidInput(f"{name} must be a string")
+
+
 def _guards(value: object, name: str) -> Guards:
     return Guards(**_parse(value, name, name + ".", _GUARD_FIELDS))
 
@@ -178,6 +190,7 @@ _GUARD_FIELDS: dict[str, Callable[[object, str], object]] = {
     "max_p99_ratio": _number,
     "max_p99_ms": _optional_number,
     "min_requests": _integer,
+    "max_drift": lambda value, name: _optional_text(value, name),
 }
 _PLAN_FIELDS: dict[str, Callable[[object, str], object]] = {
     "steps": _steps,
@@ -207,12 +220,35 @@ class CheckResult:
         }
 
 
-def check(guards: Guards, canary: WindowMetrics, champion: WindowMetrics) -> CheckResult:
+_DRIFT_RANK = {"ok": 0, "insufficient_data": 0, "warn": 1, "alert": 2}
+
+
+def check(
+    guards: Guards,
+    canary: WindowMetrics,
+    champion: WindowMetrics,
+    canary_drift: str | None = None,
+) -> CheckResult:
     """Judge one check window of the canary against the guards and the champion's same window.
 
-    Inconclusive below `min_requests` canary requests; then the success rate, then p99 (see
-    `Guards` for the latency rule and when the champion is left out of it).
+    Inconclusive below `min_requests` canary requests; then the success rate, then the drift
+    status of the window (`canary_drift`, when the guards ask for it and the canary has a
+    profile), then p99 (see `Guards` for the latency rule and when the champion is left out).
     """
+    result = _check_traffic(guards, canary, champion)
+    limit = guards.max_drift
+    drifted = (
+        limit is not None
+        and canary_drift is not None
+        and _DRIFT_RANK.get(canary_drift, 0) >= _DRIFT_RANK[limit]
+    )
+    if result.verdict == "pass" and drifted:
+        reason = f"canary drift {canary_drift} (limit: below {limit}); {result.reason}"
+        return CheckResult("fail", reason, canary, champion)
+    return result
+
+
+def _check_traffic(guards: Guards, canary: WindowMetrics, champion: WindowMetrics) -> CheckResult:
     if canary.requests < guards.min_requests:
         return CheckResult(
             "inconclusive",
