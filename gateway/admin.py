@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from gateway.control import Control
 from gateway.errors import GatewayError, InvalidInput
 from gateway.governance.approvals import ChangeState, Importance
@@ -74,14 +76,24 @@ async def _load(control: Control, actor: str, document: Document) -> dict[str, A
     model, source = document.get("model"), document.get("source")
     if (model is None) == (source is None):
         raise InvalidInput("give either a 'source' or the model file ('model'), not both")
-    golden = document.get("golden")
+    golden, profile, reason = document.get("golden"), _profile(document), _reason(document)
+    lifecycle = control.lifecycle
     if model is None:
-        return await control.lifecycle.load(
-            actor, deployment, version, source, golden, _reason(document)
-        )
-    return await control.lifecycle.upload(
-        actor, deployment, version, _model_bytes(model), golden, _reason(document)
+        return await lifecycle.load(actor, deployment, version, source, golden, reason, profile)
+    return await lifecycle.upload(
+        actor, deployment, version, _model_bytes(model), golden, reason, profile
     )
+
+
+def _profile(document: Document) -> Any:
+    """The profile given at load: an object (HTTP JSON) or JSON text (gRPC's profile_json)."""
+    text = document.get("profile_json")
+    if not text:
+        return document.get("profile")
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise InvalidInput(f"'profile_json' is not JSON: {error}") from None
 
 
 def _model_bytes(model: Any) -> bytes:

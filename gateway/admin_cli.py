@@ -155,6 +155,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     load.add_argument("--remote-version", metavar="V", default="", help="default: the latest")
     load.add_argument("--timeout", type=float, metavar="S", help="seconds per remote request")
     load.add_argument("--golden", type=Path, metavar="PATH", help="JSON: inputs and their outputs")
+    load.add_argument(
+        "--profile", type=Path, metavar="PATH", help="its training-data profile (drift)"
+    )
     _reason(load)
 
     _reason(_target(add("unload", "drain a version and take it out of service", _unload), True))
@@ -279,17 +282,18 @@ def _history(args: argparse.Namespace) -> Request:
 
 def _load(args: argparse.Namespace) -> Request:
     body: dict[str, Any] = {"version": args.version, "reason": args.reason}
-    if args.golden is not None:
-        try:
-            body["golden"] = orjson.loads(_read(args.golden))
-        except orjson.JSONDecodeError as error:
-            raise AdminError(f"{args.golden} is not JSON: {error}", REFUSED) from None
+    for key, path in (("golden", args.golden), ("profile", args.profile)):
+        if path is not None:
+            try:
+                body[key] = orjson.loads(_read(path))
+            except orjson.JSONDecodeError as error:
+                raise AdminError(f"{path} is not JSON: {error}", REFUSED) from None
     if args.file is not None:
         model = _read(args.file)
-        if "golden" not in body:
+        if "golden" not in body and "profile" not in body:
             # sent raw: no base64, so a model up to the server's body limit fits
             return Request("LoadVersion", _of(args), body, upload=model)
-        body["model"] = base64.b64encode(model).decode()  # only JSON carries the golden outputs
+        body["model"] = base64.b64encode(model).decode()  # only JSON carries the documents
     elif args.repository is not None:
         model_name, _, version = args.repository.rpartition("/")
         if not model_name or not version:

@@ -5,6 +5,7 @@ gRPC), with bad payloads refused whole."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -239,3 +240,37 @@ def test_sketches_and_predictions_can_be_turned_off(tmp_path: Path) -> None:
         actual = [{"id": answer.get_response()["id"], "actual": 1}]
         joined = post_list(f"{server.http_url}/v2/models/credit_risk/actuals", actual).json()
         assert joined["joined"] == 0 and joined["unknown_ids"] == ["off-0"]
+
+
+def test_a_profile_given_at_load_is_kept_and_survives_a_restart(tmp_path: Path) -> None:
+    """An uploaded model has no profile next to it: one given with it is stored under its id,
+    feeds the version's drift sketches, names the profile in prediction records, and is found
+    again when the admin stream is replayed."""
+    copy_credit_risk(tmp_path / "models")
+    journal = tmp_path / "journal"
+    profile = load_profile(CREDIT_RISK / "2" / "profile.json")
+    body = {
+        "version": "5",
+        "model": base64.b64encode((CREDIT_RISK / "2" / "model.onnx").read_bytes()).decode(),
+        "profile": profile,
+    }
+    with start_server(tmp_path / "models", config_dir=tmp_path, journal_dir=journal) as first:
+        described = admin(first, "POST", "/deployments/uploaded/versions", body)
+        (version,) = described["versions"]
+        assert version["source"]["profile"] == profile["id"]
+        assert version["drift"]["profile_id"] == profile["id"]
+        assert version["profile_id"] == profile["id"]
+        tampered = {**body, "version": "6", "profile": {**profile, "created_from": {}}}
+        refused = http_request(
+            "POST",
+            f"{first.http_url}/admin/deployments/uploaded/versions",
+            tampered,
+            first.admin_headers(),
+        )
+        assert refused.status == 400 and "id does not match" in refused.json()["error"]
+    assert (journal / "uploads" / "profiles" / f"{profile['id']}.json").is_file()
+    with start_server(tmp_path / "models", config_dir=tmp_path, journal_dir=journal) as second:
+        send(second, "uploaded", profile_rows(profile, 50, seed=6))
+        url = f"{second.http_url}/v2/models/uploaded/versions/5/drift?window=1h"
+        (scores,) = http_request("GET", url).json()["versions"]
+        assert scores["profile_id"] == profile["id"] and scores["window"]["rows"] == 50

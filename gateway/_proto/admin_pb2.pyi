@@ -89,20 +89,22 @@ class TrafficPolicy(_message.Message):
     def __init__(self, weights: _Optional[_Mapping[str, int]] = ..., sticky: _Optional[bool] = ..., shadows: _Optional[_Iterable[str]] = ..., fallback: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Source(_message.Message):
-    __slots__ = ("kind", "model", "version", "sha256", "url", "timeout_s")
+    __slots__ = ("kind", "model", "version", "sha256", "url", "timeout_s", "profile")
     KIND_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
     kind: str
     model: str
     version: str
     sha256: str
     url: str
     timeout_s: float
-    def __init__(self, kind: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., url: _Optional[str] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+    profile: str
+    def __init__(self, kind: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., url: _Optional[str] = ..., timeout_s: _Optional[float] = ..., profile: _Optional[str] = ...) -> None: ...
 
 class Version(_message.Message):
     __slots__ = ("version", "state", "reason", "source", "inflight", "breaker", "shadow", "content_hash", "profile_id", "platform", "drift", "task")
@@ -187,20 +189,22 @@ class HistoryResponse(_message.Message):
     def __init__(self, changes: _Optional[_Iterable[_Union[PolicyChange, _Mapping]]] = ...) -> None: ...
 
 class LoadVersionRequest(_message.Message):
-    __slots__ = ("deployment", "version", "source", "model", "golden", "reason")
+    __slots__ = ("deployment", "version", "source", "model", "golden", "reason", "profile_json")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     GOLDEN_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_JSON_FIELD_NUMBER: _ClassVar[int]
     deployment: str
     version: str
     source: Source
     model: bytes
     golden: _struct_pb2.Struct
     reason: str
-    def __init__(self, deployment: _Optional[str] = ..., version: _Optional[str] = ..., source: _Optional[_Union[Source, _Mapping]] = ..., model: _Optional[bytes] = ..., golden: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    profile_json: str
+    def __init__(self, deployment: _Optional[str] = ..., version: _Optional[str] = ..., source: _Optional[_Union[Source, _Mapping]] = ..., model: _Optional[bytes] = ..., golden: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., reason: _Optional[str] = ..., profile_json: _Optional[str] = ...) -> None: ...
 
 class VersionRequest(_message.Message):
     __slots__ = ("deployment", "version", "reason")

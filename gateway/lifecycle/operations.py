@@ -43,6 +43,7 @@ from gateway.lifecycle.sources import (
     Sources,
     check_source,
     open_version,
+    store_profile,
     store_upload,
 )
 from gateway.lifecycle.warmup import Golden, warm_up
@@ -218,9 +219,12 @@ class Lifecycle:
         source: Any,
         golden: Any = None,
         reason: str = "",
+        profile: Any = None,
     ) -> dict[str, Any]:
         """Load, warm up and validate a version; READY but without traffic until a policy
-        gives it some. A new deployment gets it as its only version, with all the traffic."""
+        gives it some. A new deployment gets it as its only version, with all the traffic.
+        A training-data `profile` given here is kept (by its id) and replaces the one next to
+        the model file."""
         async with self._lock:
             payload = {"deployment": deployment, "version": version, "reason": reason}
             try:
@@ -234,7 +238,11 @@ class Lifecycle:
                             f"version '{version}' of '{deployment}' is already {state.value}; "
                             "unload it first"
                         )
-                payload["source"] = checked = check_source(source)
+                checked = check_source(source)
+                if profile is not None:
+                    stored = await asyncio.to_thread(store_profile, self._sources.uploads, profile)
+                    checked = {**checked, "profile": stored}
+                payload["source"] = checked
                 entry = self._entry(deployment, version, checked)
                 await self._open_checked(entry, existing, golden)
             except GatewayError as error:
@@ -287,15 +295,15 @@ class Lifecycle:
         model: bytes,
         golden: Any = None,
         reason: str = "",
+        profile: Any = None,
     ) -> dict[str, Any]:
         """Keep an uploaded ONNX file under its SHA-256, then `load` it."""
         if not model:
             raise InvalidInput("the upload is empty: send the ONNX file as the body")
         digest, stored = await asyncio.to_thread(store_upload, self._sources.uploads, model)
         try:
-            return await self.load(
-                actor, deployment, version, {"kind": UPLOAD, "sha256": digest}, golden, reason
-            )
+            source = {"kind": UPLOAD, "sha256": digest}
+            return await self.load(actor, deployment, version, source, golden, reason, profile)
         except GatewayError:
             if stored is not None:  # kept only for versions that load (and so can replay)
                 await asyncio.to_thread(shutil.rmtree, stored, True)

@@ -33,13 +33,15 @@ from gateway.loading import (
     serve_version,
     warmup_samples,
 )
-from gateway.monitoring.profile import Profile, load_profile
+from gateway.monitoring.profile import FORMAT as PROFILE_FORMAT
+from gateway.monitoring.profile import Profile, load_profile, profile_id, save_profile
 from gateway.repository import MODEL_FILE, VersionSource, version_source
 from gateway.statistics import VersionStats
 
 REPOSITORY = "repository"
 UPLOAD = "upload"
 REMOTE = "remote"
+PROFILES = "profiles"  # <uploads>/profiles/<id>.json: profiles given at load
 GOLDEN_FILE = "golden.json"  # next to a version's model file: outputs it must reproduce
 
 
@@ -74,7 +76,7 @@ def check_source(source: Any) -> dict[str, Any]:
         fields = {"url": str, "model": str, "version": str, "timeout_s": (int, float)}
     else:
         raise InvalidInput(f"source kind must be {REPOSITORY}, {UPLOAD} or {REMOTE}, not {kind!r}")
-    unknown = set(source) - set(fields) - {"kind"}
+    unknown = set(source) - set(fields) - {"kind", "profile"}
     if unknown:
         raise InvalidInput(f"unknown {kind} source keys: {', '.join(sorted(unknown))}")
     optional = {"version": "", "timeout_s": RemoteSpec.timeout_s} if kind == REMOTE else {}
@@ -86,6 +88,11 @@ def check_source(source: Any) -> dict[str, Any]:
         if (value == "" and name not in optional) or (isinstance(value, float) and value <= 0):
             raise InvalidInput(f"{kind} source: '{name}' must not be empty or zero")
         checked[name] = value
+    profile = source.get("profile")
+    if profile is not None:
+        if not isinstance(profile, str) or not profile.isalnum():
+            raise InvalidInput("a source's 'profile' is the id of a stored profile")
+        checked["profile"] = profile
     return checked
 
 
@@ -94,6 +101,22 @@ async def open_version(
 ) -> OpenedSource:
     """Open the backend `source` names as `version` of `deployment`. Raises GatewayError
     kinds for what the operator got wrong and whatever loading raises otherwise."""
+    opened = await _open(deployment, version, source, sources)
+    if "profile" not in source:
+        return opened
+    profile_file = sources.uploads / PROFILES / f"{source['profile']}.json"
+    if not profile_file.is_file():
+        await opened.loaded.close()
+        raise InvalidInput(f"no stored profile with id {source['profile']}")
+    loaded = opened.loaded
+    identity = dataclasses.replace(loaded.identity, profile_id=source["profile"])
+    loaded = dataclasses.replace(loaded, identity=identity)
+    return dataclasses.replace(opened, loaded=loaded, profile=load_profile(profile_file))
+
+
+async def _open(
+    deployment: str, version: str, source: dict[str, Any], sources: Sources
+) -> OpenedSource:
     if source["kind"] == REMOTE:
         return await _open_remote(deployment, version, source, sources.defaults)
     if source["kind"] == REPOSITORY:
@@ -138,6 +161,21 @@ async def _open_remote(
         VersionIdentity(backend.content_id, ""),
     )
     return OpenedSource(loaded, warmup_samples(config, Path(), signature), None, None)
+
+
+def store_profile(uploads: Path, profile: Any) -> str:
+    """Keep a training-data profile given at load under its id (checked against its content),
+    so that the version and a replay find it; the id."""
+    if not isinstance(profile, Mapping) or profile.get("format") != PROFILE_FORMAT:
+        raise InvalidInput(f"'profile' must be a {PROFILE_FORMAT} document")
+    if profile.get("id") != profile_id(profile):
+        raise InvalidInput("the profile's id does not match its content (edited or damaged)")
+    identifier = str(profile["id"])
+    path = uploads / PROFILES / f"{identifier}.json"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_profile(profile, path)
+    return identifier
 
 
 def store_upload(uploads: Path, model: bytes) -> tuple[str, Path | None]:
