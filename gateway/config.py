@@ -76,6 +76,8 @@ class TracingConfig:
     otlp_endpoint: str = "http://127.0.0.1:4317"  # OTLP/gRPC collector, when exporter = otlp
     service_name: str = "modelgate"
     sample_ratio: float = 1.0  # share of requests traced
+    metrics: bool = False  # also export drift, accuracy and health gauges (monitoring/telemetry.py)
+    metrics_interval_s: float = 15.0  # how often the gauges are exported
 
     def __post_init__(self) -> None:
         if self.exporter not in ("off", "console", "otlp"):
@@ -84,6 +86,8 @@ class TracingConfig:
             )
         if not 0.0 <= self.sample_ratio <= 1.0:
             raise ConfigError("tracing.sample_ratio must lie in [0, 1]")
+        if self.metrics_interval_s <= 0:
+            raise ConfigError("tracing.metrics_interval_s must be > 0")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import uvloop
 from aiohttp import web
+from opentelemetry.sdk.metrics import MeterProvider
 
 from gateway.config import ServerConfig, from_mapping
 from gateway.control import Control
@@ -24,6 +25,7 @@ from gateway.lifecycle.sources import Sources
 from gateway.monitoring import signals
 from gateway.monitoring.alert_config import AlertsConfig, parse_alerts
 from gateway.monitoring.alerting import Alerting
+from gateway.monitoring.telemetry import make_meter_provider, on_loop
 from gateway.repository import VersionSource, scan
 from gateway.serving import InferenceService
 from gateway.transport.grpc import create_server
@@ -101,6 +103,7 @@ async def _serve(
     grpc_port = grpc_endpoint.port
     logger.info("listening: HTTP %s:%d, gRPC %s:%d", config.host, http_port, config.host, grpc_port)
 
+    telemetry: MeterProvider | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -113,6 +116,10 @@ async def _serve(
         service.loaded = True
         control.lifecycle.watch_health(config.health_interval_s)
         service.start_monitoring()
+        interval_s = config.tracing.metrics_interval_s
+        telemetry = make_meter_provider(
+            config.tracing, on_loop(loop, lambda: signals.collect(service, interval_s))
+        )
         if alerts.rules:
             service.alerting = Alerting(
                 alerts,
@@ -133,6 +140,8 @@ async def _serve(
         await grpc_endpoint.publish_readiness(False)
         await grpc_endpoint.server.stop(SHUTDOWN_GRACE_S)
         await runner.cleanup()
+        if telemetry is not None:
+            await asyncio.to_thread(telemetry.shutdown)  # a last export
         if service.alerting is not None:
             await service.alerting.close()
         await control.lifecycle.close()
