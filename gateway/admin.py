@@ -283,7 +283,10 @@ async def dispatch(
             if deployment is not None and deployment.importance.needs_approval:
                 change = await control.request_change(deployment.name, call.rpc, document, actor)
                 return {**deployment.describe(), "pending_change": change.to_dict()}, True
-        return await call.run(control, actor, document), False
+        answer = await call.run(control, actor, document)
+        if call.operation == "read":
+            await control.journal_read(call.rpc, actor, dict(document))
+        return answer, False
     except GatewayError as error:
         if call.operation != "read":
             payload = {k: v for k, v in document.items() if k != "model"}  # no file in the log

@@ -91,12 +91,18 @@ class Control:
             raise RuntimeError("this Control manages tokens only")
         return self._lifecycle
 
-    async def _journal(self, kind: str, actor: str, payload: dict[str, Any]) -> None:
+    async def _journal(
+        self, kind: str, actor: str, payload: dict[str, Any], durable: bool = True
+    ) -> None:
         approval = _APPROVAL.get()
         if approval is not None:
             payload = {**payload, **approval}
         if self._ledger is not None:
-            await self._ledger.journal.append(ADMIN, kind, actor, payload, durable=True)
+            await self._ledger.journal.append(ADMIN, kind, actor, payload, durable=durable)
+
+    async def journal_read(self, operation: str, actor: str, payload: dict[str, Any]) -> None:
+        """An admin API read: who looked at what (not awaited to disk: it changes nothing)."""
+        await self._journal(f"admin.{operation}", actor, payload, durable=False)
 
     async def journal_alert(self, kind: str, payload: dict[str, Any]) -> None:
         """An alert notification or a failed delivery, on the admin stream."""

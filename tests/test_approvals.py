@@ -173,6 +173,9 @@ def test_an_approved_change_and_a_break_glass_rollback_are_marked_in_the_journal
         change = request_traffic(server, made["op"], {"1": 10, "2": 90})
         call(server, made["ap"], "POST", f"/changes/{change['id']}/approve", {})
         call(server, made["op"], "POST", f"/deployments/{DEPLOYMENT}/rollback", {})
+        assert call(server, made["op"], "GET", f"/deployments/{DEPLOYMENT}").status == 200
+    read = [r for r in records(journal) if r.kind == "admin.GetDeployment"]
+    assert [(r.actor[:8], r.payload) for r in read] == [("token:op", {"deployment": DEPLOYMENT})]
     policy_records = [r for r in records(journal) if r.kind == "policy.set"]
     applied, rollback = policy_records[-2:]
     assert applied.payload["change"] == change["id"]

@@ -253,9 +253,10 @@ class _Routes:
 
         async def handle(request: web.Request) -> web.Response:
             body = await request.read()
-            document: dict[str, Any]
-            document = dict(request.query)
-            if request.content_type == "application/octet-stream":
+            document: dict[str, Any] = dict(request.query)
+            # aiohttp reports a body without a Content-Type as octet-stream: only a body is
+            # an upload
+            if body and request.content_type == "application/octet-stream":
                 document["model"] = body
             elif body.strip():
                 document.update(rest.decode_object(body))
