@@ -1,9 +1,9 @@
-"""Command line: `python -m gateway.bench {compare,journal,routing,load,report,direct} ...` (and
-`modelgate bench ...`).
+"""Command line: `python -m gateway.bench {compare,journal,routing,monitoring,load,report,direct}
+...` (and `modelgate bench ...`).
 
-A thin shell: each option fills one field of `CompareConfig`, `JournalBenchConfig` or
-`RoutingBenchConfig` (or one argument of a driver), and only this module prints results or picks
-exit codes.
+A thin shell: each option fills one field of `CompareConfig`, `JournalBenchConfig`,
+`RoutingBenchConfig` or `MonitoringBenchConfig` (or one argument of a driver), and only this
+module prints results or picks exit codes.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from . import compare as compare_mod
 from . import direct, measure, pydriver, report
 from . import drift as drift_mod
 from . import journal as journal_mod
+from . import monitoring as monitoring_mod
 from . import routing as routing_mod
 from .clients import Endpoint, check_path
 from .model import ModelSpec, ModelSpecError, random_rows
@@ -55,6 +56,9 @@ JOURNAL_QUICK = Preset(2.0, 1, journal_mod.DEFAULT_CONCURRENCY, 0.5)
 # `routing`: about 4 minutes with the defaults; --quick under one.
 ROUTING_FULL = Preset(5.0, 3, routing_mod.DEFAULT_CONCURRENCY, 1.0)
 ROUTING_QUICK = Preset(2.0, 1, routing_mod.DEFAULT_CONCURRENCY, 0.5)
+# `monitoring`: about 5 minutes with the defaults; --quick about one.
+MONITORING_FULL = Preset(5.0, 3, monitoring_mod.DEFAULT_CONCURRENCY, 1.0)
+MONITORING_QUICK = Preset(2.0, 1, monitoring_mod.DEFAULT_CONCURRENCY, 0.5)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -123,13 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         "through its Python backend (the pytriton wheel has no ONNX Runtime backend): not its "
         "best case.",
     )
-    cmp.add_argument(
-        "--model-repository",
-        type=Path,
-        default=DEFAULT_REPOSITORY,
-        help="model repository (NAME/VERSION/model.onnx)",
-    )
-    cmp.add_argument("--model", default="credit_risk", help="model name")
+    _model_options(cmp, "model repository (NAME/VERSION/model.onnx)", "model name")
     cmp.add_argument(
         "--model-version", default=None, help="version to pin every request to (default: highest)"
     )
@@ -171,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     _journal_parser(sub)
     drift_mod.add_parser(sub)
     _routing_parser(sub)
+    _monitoring_parser(sub)
 
     load = sub.add_parser(
         "load",
@@ -264,13 +263,9 @@ def _journal_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=",".join(journal_mod.PARTS),
         help="comma list: " + ",".join(journal_mod.PARTS),
     )
-    jr.add_argument(
-        "--model-repository",
-        type=Path,
-        default=DEFAULT_REPOSITORY,
-        help="model repository, copied per server (NAME/VERSION/model.onnx)",
+    _model_options(
+        jr, "model repository, copied per server (NAME/VERSION/model.onnx)", "model name"
     )
-    jr.add_argument("--model", default="credit_risk", help="model name")
     jr.add_argument(
         "--model-version", default=None, help="version to pin every request to (default: highest)"
     )
@@ -283,18 +278,7 @@ def _journal_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     jr.add_argument(
         "--async-callers", type=int, default=64, help="journal alone: callers of the async case"
     )
-    jr.add_argument(
-        "--paths",
-        type=_choices(tuple(PATHS)),
-        default=",".join(journal_mod.DEFAULT_PATHS),
-        help="gateway: comma list of " + ",".join(PATHS),
-    )
-    jr.add_argument(
-        "--concurrency",
-        type=_ints,
-        default=_csv(journal_mod.DEFAULT_CONCURRENCY),
-        help="gateway: requests in flight, comma list",
-    )
+    _load_options(jr, journal_mod.DEFAULT_PATHS, journal_mod.DEFAULT_CONCURRENCY, "gateway: ")
     jr.add_argument(
         "--fsync",
         choices=("batch", "interval", "off"),
@@ -329,13 +313,7 @@ def _routing_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "each concurrency runs every scenario once per repeat, interleaved; print a table "
         "against the single version, write JSON.",
     )
-    rt.add_argument(
-        "--model-repository",
-        type=Path,
-        default=DEFAULT_REPOSITORY,
-        help="model repository (NAME/VERSION/model.onnx)",
-    )
-    rt.add_argument("--model", default="credit_risk", help="model (deployment) name")
+    _model_options(rt, "model repository (NAME/VERSION/model.onnx)", "model (deployment) name")
     rt.add_argument(
         "--versions",
         type=_version_pair,
@@ -343,18 +321,7 @@ def _routing_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="OLD,NEW: the split gives OLD 90 and NEW 10; single and shadow serve NEW "
         "(default: the two highest numeric versions)",
     )
-    rt.add_argument(
-        "--paths",
-        type=_choices(tuple(PATHS)),
-        default=",".join(routing_mod.DEFAULT_PATHS),
-        help="comma list: " + ",".join(PATHS),
-    )
-    rt.add_argument(
-        "--concurrency",
-        type=_ints,
-        default=_csv(routing_mod.DEFAULT_CONCURRENCY),
-        help="requests in flight, comma list",
-    )
+    _load_options(rt, routing_mod.DEFAULT_PATHS, routing_mod.DEFAULT_CONCURRENCY)
     _run_options(
         rt,
         ROUTING_FULL,
@@ -365,11 +332,74 @@ def _routing_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
 
 
+def _monitoring_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    mo = sub.add_parser(
+        "monitoring",
+        formatter_class=_Formatter,
+        help="monitoring: req/s with drift sketches and kept predictions off, each alone, both",
+        description="Start Modelgate four times side by side, [monitoring] sketches and "
+        "accuracy both off, each alone and both on, with the same journal settings; requests "
+        "name no version, so each is routed. Each path at each concurrency runs every variant "
+        "once per repeat, interleaved; print a table against both off and what each server's "
+        "drift and accuracy reports show, write JSON.",
+    )
+    _model_options(
+        mo,
+        "model repository (NAME/VERSION/model.onnx; a version with profile.json is sketched)",
+        "model (deployment) name",
+    )
+    _load_options(mo, monitoring_mod.DEFAULT_PATHS, monitoring_mod.DEFAULT_CONCURRENCY)
+    mo.add_argument(
+        "--journal",
+        choices=("on", "off"),
+        default="on",
+        help="every server's [journal] enabled (off: the monitoring's cost alone)",
+    )
+    _run_options(
+        mo,
+        MONITORING_FULL,
+        MONITORING_QUICK,
+        warmup_help="unrecorded seconds per variant, path and concurrency before the repeats",
+        server_cores_help="cores for the servers (default: first allowed)",
+        out_help="folder for JSON and the servers' logs",
+    )
+
+
 def _version_pair(text: str) -> tuple[str, str]:
     parts = [v.strip() for v in text.split(",")]
     if len(parts) != 2 or not all(parts):
         raise argparse.ArgumentTypeError(f"expected OLD,NEW (two versions), got {text!r}")
     return parts[0], parts[1]
+
+
+def _model_options(parser: argparse.ArgumentParser, repository_help: str, model_help: str) -> None:
+    """--model-repository and --model."""
+    parser.add_argument(
+        "--model-repository", type=Path, default=DEFAULT_REPOSITORY, help=repository_help
+    )
+    parser.add_argument("--model", default="credit_risk", help=model_help)
+
+
+def _load_options(
+    parser: argparse.ArgumentParser,
+    paths: Sequence[str],
+    concurrency: Sequence[int],
+    scope: str = "",
+) -> None:
+    """--paths and --concurrency with their defaults; `scope` starts their help (the part of
+    the command they are for)."""
+    parser.add_argument(
+        "--paths",
+        type=_choices(tuple(PATHS)),
+        default=",".join(paths),
+        help=f"{scope}comma list: " + ",".join(PATHS),
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_ints,
+        default=_csv(concurrency),
+        help=f"{scope}requests in flight, comma list",
+    )
 
 
 def _run_options(
@@ -476,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
             return _journal(args)
         if args.command == "routing":
             return _routing(args)
+        if args.command == "monitoring":
+            return _monitoring(args)
         if args.command == "drift":
             return drift_mod.main(args)
         if args.command == "load":
@@ -550,6 +582,22 @@ def _routing(args: argparse.Namespace) -> int:
     result = routing_mod.run_routing_bench(config, log_dir=run.log_dir, say=_say)
     print(report.routing_text(result))
     print(f"\nwrote {run.write(report.routing_json(result))}\nserver log in {run.log_dir}")
+    return 1 if result.failed or not result.rows else 0
+
+
+def _monitoring(args: argparse.Namespace) -> int:
+    config = monitoring_mod.MonitoringBenchConfig(
+        model_repository=args.model_repository,
+        model=args.model,
+        paths=args.paths,
+        concurrency=tuple(sorted(set(args.concurrency))),
+        journal=args.journal == "on",
+        **_run_fields(args, MONITORING_FULL, MONITORING_QUICK),
+    )
+    run = _Output(args.out, "monitoring")
+    result = monitoring_mod.run_monitoring_bench(config, log_dir=run.log_dir, say=_say)
+    print(report.monitoring_text(result))
+    print(f"\nwrote {run.write(report.monitoring_json(result))}\nserver logs in {run.log_dir}")
     return 1 if result.failed or not result.rows else 0
 
 

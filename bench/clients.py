@@ -1,5 +1,6 @@
-"""Python clients for the V2 paths: async senders for the Python load generator, and a blocking
-one-request check that a path works before any load is put on it.
+"""Python clients for the V2 paths: async senders for the Python load generator, a blocking
+one-request check that a path works before any load is put on it, and a blocking JSON call for
+a server's other HTTP APIs (admin, monitoring reports).
 
 The senders send pre-encoded bodies (from `payloads.RequestSet`) in rotation, so a request costs
 the client one write and one read, not an encode.
@@ -13,7 +14,7 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiohttp
 import grpc
@@ -37,6 +38,37 @@ class Endpoint:
 
     def url(self, path: str) -> str:
         return self.http_base + path
+
+
+class ApiError(RuntimeError):
+    """A call to a server's HTTP API failed: unreachable, an error status, or not a JSON object."""
+
+
+def call_json(
+    endpoint: Endpoint,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """The JSON object `endpoint` answers to `method path` (with `body` as JSON, if any), blocking;
+    raises ApiError."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        endpoint.url(path), data=data, headers=headers or {}, method=method
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            answer = json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        raise ApiError(f"{method} {path}: HTTP {err.code} {err.read()[:300]!r}") from None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise ApiError(f"{method} {path}: {err}") from None
+    if not isinstance(answer, dict):
+        raise ApiError(f"{method} {path}: not a JSON object: {str(answer)[:300]}")
+    return answer
 
 
 class HttpSender:

@@ -55,6 +55,7 @@ from gateway.governance.predictions import prediction_payload
 from gateway.protocol.types import InferInput, InferRequest, InferResponse
 
 from . import peers
+from .clients import Endpoint
 from .compare import CompareError, Point, resolve_model_file, select_cores
 from .measure import Target, tool_for
 from .model import ModelSpec, random_rows
@@ -78,7 +79,8 @@ ACTOR = "anonymous"
 MODEL_CONFIG = "config.toml"
 PROFILE_FILE = "profile.json"
 APPEND_PERCENTILES: tuple[float, ...] = (50.0, 99.0)
-# Per point, on top of its duration: tool or journal start, connection setup, exit, drain.
+# Per point, on top of its duration: tool or journal start, connection setup, exit, drain (a
+# policy change in `routing`).
 POINT_OVERHEAD_S = 0.5
 METRICS_TIMEOUT_S = 5.0
 
@@ -364,7 +366,7 @@ def set_top_level_key(text: str, key: str, value: str) -> str:
 def server_toml(journal: bool, fsync: str) -> str:
     """The server config of one variant: only the journal table; the rest stays default."""
     return (
-        "# written by gateway.bench journal\n"
+        "# written by gateway.bench\n"
         "[journal]\n"
         f"enabled = {'true' if journal else 'false'}\n"
         f"fsync = {json.dumps(fsync)}\n"  # a JSON string is a TOML basic string
@@ -576,6 +578,152 @@ def _filesystem(path: Path) -> dict[str, str]:
     return {"path": str(path), "mount": point, "type": kind}
 
 
+# --- servers side by side -------------------------------------------------------------------
+
+JOURNAL_FOLDER = "journal"  # in each server's folder, next to its server.toml
+SERVER_CONFIG = "server.toml"
+
+
+def checked_tools(settings: RunSettings, paths: Sequence[str]) -> dict[str, str]:
+    """The load generator of each transport of `paths`. Raises CompareError for bad timing or
+    an unknown path, FileNotFoundError when `client="native"` and wrk/h2load are missing."""
+    if settings.repeats < 1 or settings.duration_s <= 0 or settings.warmup_s < 0:
+        raise CompareError("--repeats must be >= 1, --duration > 0 and --warmup >= 0")
+    bad_paths = set(paths) - set(PATHS)
+    if bad_paths or not paths:
+        raise CompareError(f"unknown paths {sorted(bad_paths)}; choose from {list(PATHS)}")
+    return {PATHS[p].transport: tool_for(PATHS[p].transport, settings.client) for p in paths}
+
+
+def interleaved_seconds(settings: RunSettings, points: int) -> float:
+    """About how long `points` take, each warmed up once then measured once per repeat."""
+    step = settings.duration_s + POINT_OVERHEAD_S
+    return points * (settings.repeats * step + settings.warmup_s + POINT_OVERHEAD_S)
+
+
+class SideBySide:
+    """Modelgate servers of one model side by side, one per configuration (a variant), measured
+    interleaved: every path at every concurrency runs each variant once per repeat, in an order
+    rotated each repeat, so drift on a shared machine spreads over all of them. Between points
+    each server's /metrics give its group commits and fsyncs. Owned by its thread."""
+
+    def __init__(
+        self,
+        settings: RunSettings,
+        recorder: Recorder,
+        model: ModelSpec,
+        server_cores: Sequence[int] | None,
+        log_dir: Path,
+        label: str,
+    ) -> None:
+        # fixed
+        self._settings = settings
+        self._recorder = recorder
+        self._model = model
+        self._server_cores = server_cores
+        self._log_dir = log_dir
+        self._label = label  # servers are "modelgate-{label}-{variant}", points "{label} {variant}"
+        # grown by `start`
+        self._variants: list[str] = []  # every variant asked for, started or not, in order
+        self._targets: dict[str, dict[str, Target]] = {}  # variant -> path -> target
+        # grown by `measure`: per (variant, path, concurrency)
+        self.points: dict[tuple[str, str, int], Point] = {}
+        self.server_journal: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+
+    def start(
+        self,
+        stack: contextlib.ExitStack,
+        variant: str,
+        folder: Path,
+        repository: Path,
+        server_config: str,
+        notes: Sequence[str],
+        request_sets: Mapping[str, RequestSet],
+    ) -> Endpoint | None:
+        """Start the server of `variant` on `repository`, stopped when `stack` closes, with
+        `server_config` (TOML text) written to `folder`/SERVER_CONFIG and its journal in
+        `folder`/JOURNAL_FOLDER, and check which paths of `request_sets` it serves; its
+        endpoint, or None (recorded) if it did not come up."""
+        self._variants.append(variant)
+        name = f"modelgate-{self._label}-{variant}"
+        config_file = folder / SERVER_CONFIG
+        config_file.write_text(server_config)
+        spec = peers.modelgate_spec(
+            repository,
+            host=self._settings.host,
+            name=name,
+            config=config_file,
+            journal=folder / JOURNAL_FOLDER,
+            notes=notes,
+        )
+        server = self._recorder.start(
+            stack,
+            spec,
+            cores=self._server_cores,
+            ready_path=self._model.ready_path,
+            log_dir=self._log_dir,
+            ready_timeout_s=self._settings.ready_timeout_s,
+        )
+        if server is None:
+            return None
+        self._targets[variant] = self._recorder.targets(
+            name, spec, self._model.infer_path, request_sets
+        )
+        self._recorder.say(f"{name} ready (log: {server.log_file})")
+        return spec.endpoint
+
+    def measure(self, paths: Sequence[str], concurrency: Sequence[int]) -> None:
+        """Warm every started server up at each path and concurrency, then the repeats."""
+        settings = self._settings
+        if settings.warmup_s > 0:
+            for variant, targets in self._targets.items():
+                for path, target in targets.items():
+                    for c in concurrency:
+                        server = f"{self._label} {variant}"
+                        self._recorder.measure(
+                            server, path, target, c, settings.warmup_s, "warm-up"
+                        )
+        for rep in range(settings.repeats):
+            tag = f"[{rep + 1}/{settings.repeats}]"
+            for path in paths:
+                for c in concurrency:
+                    for variant in rotated(self._variants, rep):
+                        target = self._targets.get(variant, {}).get(path)
+                        if target is not None:
+                            self._point(variant, path, target, c, tag)
+
+    def _point(self, variant: str, path: str, target: Target, c: int, tag: str) -> None:
+        before = _scrape(target.endpoint.http_base)
+        seconds = self._settings.duration_s
+        result = self._recorder.measure(f"{self._label} {variant}", path, target, c, seconds, tag)
+        if result is None:
+            return
+        key = (variant, path, c)
+        self.points.setdefault(key, Point(variant, path, c)).runs.append(result)
+        after = _scrape(target.endpoint.http_base)
+        rates = metrics_rates(before, after, result.duration_s)
+        if rates is not None:
+            self.server_journal.setdefault(key, []).append(rates)
+
+    def ok_replies(self, variant: str) -> int:
+        """OK replies `variant`'s server sent in the measured runs (warm-ups and path checks
+        not counted)."""
+        return sum(
+            r.requests - r.errors
+            for (v, _, _), point in self.points.items()
+            if v == variant
+            for r in point.runs
+        )
+
+
+def _scrape(base_url: str) -> dict[str, float]:
+    try:
+        with urllib.request.urlopen(base_url + "/metrics", timeout=METRICS_TIMEOUT_S) as resp:
+            return parse_journal_metrics(resp.read().decode(errors="replace"))
+    except (urllib.error.URLError, OSError):
+        return {}
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -606,8 +754,7 @@ def estimate_seconds(config: JournalBenchConfig, n_paths: int) -> float:
         cases = len(append_cases(config.callers, config.async_callers))
         seconds += cases * config.repeats * (step + config.warmup_s)
     if "gateway" in config.parts:
-        points = len(VARIANTS) * n_paths * len(config.concurrency)
-        seconds += points * (config.repeats * step + config.warmup_s + POINT_OVERHEAD_S)
+        seconds += interleaved_seconds(config, len(VARIANTS) * n_paths * len(config.concurrency))
     return seconds
 
 
@@ -622,14 +769,9 @@ def run_journal_bench(
     unknown = set(config.parts) - set(PARTS)
     if unknown or not config.parts:
         raise CompareError(f"unknown parts {sorted(unknown)}; choose from {list(PARTS)}")
-    if config.repeats < 1 or config.duration_s <= 0 or config.warmup_s < 0:
-        raise CompareError("--repeats must be >= 1, --duration > 0 and --warmup >= 0")
+    tools = checked_tools(config, config.paths)
     if not config.callers or min(config.callers) < 1 or config.async_callers < 1:
         raise CompareError("caller counts must be >= 1")
-    bad_paths = set(config.paths) - set(PATHS)
-    if bad_paths:
-        raise CompareError(f"unknown paths {sorted(bad_paths)}")
-    tools = {PATHS[p].transport: tool_for(PATHS[p].transport, config.client) for p in config.paths}
     model_file, version = resolve_model_file(
         config.model_repository, config.model, config.model_version
     )
@@ -681,19 +823,11 @@ def run_journal_bench(
     return JournalBenchResult(
         meta=meta,
         appends=list(run.append_points.values()),
-        points=run.points,
-        costs=cost_rows(run.points, run.server_journal),
+        points=run.side.points,
+        costs=cost_rows(run.side.points, run.side.server_journal),
         journalled=run.journalled,
         skipped=run.recorder.skipped,
     )
-
-
-def _scrape(base_url: str) -> dict[str, float]:
-    try:
-        with urllib.request.urlopen(base_url + "/metrics", timeout=METRICS_TIMEOUT_S) as resp:
-            return parse_journal_metrics(resp.read().decode(errors="replace"))
-    except (urllib.error.URLError, OSError):
-        return {}
 
 
 class _JournalRun:
@@ -717,10 +851,9 @@ class _JournalRun:
         self.log_dir = log_dir
         self.say = say
         self.append_points: dict[AppendCase, AppendPoint] = {}
-        self.points: dict[tuple[str, str, int], Point] = {}
-        self.server_journal: dict[tuple[str, str, int], list[dict[str, float]]] = {}
         self.journalled: dict[str, dict[str, int]] = {}
         self.recorder = Recorder(config, client_cores, say)
+        self.side = SideBySide(config, self.recorder, model, server_cores, log_dir, "journal")
         self.record_capture: str | None = None
         self.server_revision: str | None = None  # the code the servers run (a shared checkout
         # may move while the journal-alone part runs)
@@ -763,21 +896,17 @@ class _JournalRun:
         config = self.config
         rows = random_rows(self.model, batch=1, count=config.distinct_requests, seed=config.seed)
         request_sets = {p: build_request_set(p, self.model, rows) for p in config.paths}
-        targets: dict[str, dict[str, Target]] = {}
         journals: dict[str, Path] = {}
         self.server_revision = git_revision(Path(__file__).resolve().parent)
         with tempfile.TemporaryDirectory(prefix="modelgate-bench-journal-", dir=self.base) as tmp:
             # This process is the Python load generator's home: pinned with the load generators.
             with contextlib.ExitStack() as stack, pinned(self.client_cores):
                 for variant in VARIANTS:
-                    started = self._start(stack, variant, Path(tmp), request_sets)
-                    if started is not None:
-                        targets[variant.name], journals[variant.name] = started
-                if OFF not in targets:
+                    if self._start(stack, variant, Path(tmp) / variant.name, request_sets):
+                        journals[variant.name] = Path(tmp) / variant.name / JOURNAL_FOLDER
+                if OFF not in journals:
                     self.say("journal-off server did not start: no cost can be computed")
-                self._warm_up(targets)
-                for rep in range(config.repeats):
-                    self._one_repeat(rep, targets)
+                self.side.measure(config.paths, config.concurrency)
             # servers stopped: their journals are closed and complete
             for name, journal_dir in journals.items():
                 self._count(name, journal_dir)
@@ -786,25 +915,22 @@ class _JournalRun:
         self,
         stack: contextlib.ExitStack,
         variant: Variant,
-        tmp: Path,
+        folder: Path,
         request_sets: Mapping[str, RequestSet],
-    ) -> tuple[dict[str, Target], Path] | None:
+    ) -> bool:
+        """Start `variant`'s server in `folder`, on a copy of the repository; whether it came
+        up."""
         config = self.config
-        name = f"modelgate-journal-{variant.name}"
-        root = tmp / variant.name
-        root.mkdir()
+        folder.mkdir()
         try:
             model_config = prepare_repository(
-                config.model_repository, config.model, root / "models", durable=variant.durable
+                config.model_repository, config.model, folder / "models", durable=variant.durable
             )
         except (ConfigError, OSError) as err:
-            self.recorder.skip(SERVER, name, "*", str(err))
-            return None
+            self.recorder.skip(SERVER, f"modelgate-journal-{variant.name}", "*", str(err))
+            return False
         if variant.journal:
             self.record_capture = model_config.record_capture
-        server_config = root / "server.toml"
-        server_config.write_text(server_toml(variant.journal, config.fsync))
-        journal_dir = root / "journal"
         notes = [
             f"journal {'on' if variant.journal else 'off'}"
             + (
@@ -814,68 +940,21 @@ class _JournalRun:
                 else ""
             )
         ]
-        spec = peers.modelgate_spec(
-            root / "models",
-            host=config.host,
-            name=name,
-            config=server_config,
-            journal=journal_dir,
-            notes=notes,
-        )
-        server = self.recorder.start(
+        endpoint = self.side.start(
             stack,
-            spec,
-            cores=self.server_cores,
-            ready_path=self.model.ready_path,
-            log_dir=self.log_dir,
-            ready_timeout_s=config.ready_timeout_s,
+            variant.name,
+            folder,
+            folder / "models",
+            server_toml(variant.journal, config.fsync),
+            notes,
+            request_sets,
         )
-        if server is None:
-            return None
-        targets = self.recorder.targets(name, spec, self.model.infer_path, request_sets)
-        self.say(f"{name} ready (log: {server.log_file})")
-        return targets, journal_dir
-
-    def _warm_up(self, targets: Mapping[str, Mapping[str, Target]]) -> None:
-        if self.config.warmup_s <= 0:
-            return
-        for variant, paths in targets.items():
-            for path, target in paths.items():
-                for c in self.config.concurrency:
-                    server = f"journal {variant}"
-                    self.recorder.measure(server, path, target, c, self.config.warmup_s, "warm-up")
-
-    def _one_repeat(self, rep: int, targets: Mapping[str, Mapping[str, Target]]) -> None:
-        tag = f"[{rep + 1}/{self.config.repeats}]"
-        for path in self.config.paths:
-            for c in self.config.concurrency:
-                for variant in rotated([v.name for v in VARIANTS], rep):
-                    target = targets.get(variant, {}).get(path)
-                    if target is None:
-                        continue
-                    before = _scrape(target.endpoint.http_base)
-                    seconds = self.config.duration_s
-                    result = self.recorder.measure(
-                        f"journal {variant}", path, target, c, seconds, tag
-                    )
-                    if result is None:
-                        continue
-                    key = (variant, path, c)
-                    self.points.setdefault(key, Point(variant, path, c)).runs.append(result)
-                    after = _scrape(target.endpoint.http_base)
-                    rates = metrics_rates(before, after, result.duration_s)
-                    if rates is not None:
-                        self.server_journal.setdefault(key, []).append(rates)
+        return endpoint is not None
 
     def _count(self, variant: str, journal_dir: Path) -> None:
         """Prediction records in a stopped server's journal, against the OK replies measured
         (warm-ups and checks add records, not replies counted: records >= replies)."""
-        ok = sum(
-            r.requests - r.errors
-            for (v, _, _), point in self.points.items()
-            if v == variant
-            for r in point.runs
-        )
+        ok = self.side.ok_replies(variant)
         variant_config = next(v for v in VARIANTS if v.name == variant)
         if not variant_config.journal:
             present = (journal_dir / PREDICTIONS).exists()

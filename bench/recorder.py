@@ -1,6 +1,6 @@
-"""What the measuring commands (`compare`, `journal`, `routing`) share: starting a server and
-checking its paths, running one point, and the list of what could not be measured. A failure
-is recorded and the run goes on, so one broken server or point does not void the others.
+"""What the measuring commands (`compare`, `journal`, `routing`, `monitoring`) share: starting a
+server and checking its paths, running one point, and the list of what could not be measured. A
+failure is recorded and the run goes on, so one broken server or point does not void the others.
 """
 
 from __future__ import annotations

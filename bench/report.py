@@ -17,7 +17,8 @@ from .compare import (
     reference_servers,
     summarize_rows,
 )
-from .journal import AppendPoint, CostRow, JournalBenchResult
+from .journal import OFF, AppendPoint, CostRow, JournalBenchResult
+from .monitoring import MonitoringResult
 from .routing import SHADOW, RoutingResult
 from .stats import PERCENTILES, RunResult, percentile_key
 
@@ -340,10 +341,12 @@ def _cost_cells(row: CostRow) -> list[str]:
     ]
 
 
-def journal_cost_table(rows: Sequence[CostRow]) -> str:
+def cost_table(rows: Sequence[CostRow], variant_header: str) -> str:
+    """Each variant against the base: req/s cost (median, per repeat), added latency, and the
+    server's journal group commits from /metrics."""
     headers = [
         "path",
-        "journal",
+        variant_header,
         "c",
         "req/s",
         "p50 ms",
@@ -376,11 +379,12 @@ def journal_cost_table(rows: Sequence[CostRow]) -> str:
     return table(headers, body)
 
 
-def target_line(rows: Sequence[CostRow], target: dict[str, Any]) -> str:
-    """Where the on-variants stand against the issue's target (reported, not enforced)."""
+def target_line(rows: Sequence[CostRow], target: dict[str, Any], what: str) -> str:
+    """Where the variants other than "off" stand against the issue's target for `what`
+    (reported, not enforced)."""
     pct, path, c = float(target["pct"]), target["path"], int(target["concurrency"])
-    head = f"target: journaling costs <= {pct:g} % of req/s at c={c} on {path}:"
-    found = [r for r in rows if r.path == path and r.concurrency == c and r.variant != "off"]
+    head = f"target: {what} costs <= {pct:g} % of req/s at c={c} on {path}:"
+    found = [r for r in rows if r.path == path and r.concurrency == c and r.variant != OFF]
     if not found:
         return f"{head} not measured"
     parts = []
@@ -420,9 +424,9 @@ def journal_text(result: JournalBenchResult) -> str:
             f"{meta['gateway_fsync']}, capture {meta['record_capture']}; {per_point}, the "
             "three configurations interleaved (order rotated each repeat). Cost: req/s lost "
             "vs journal off (+ = slower); groups/s and records/group from the server's /metrics:",
-            journal_cost_table(result.costs),
+            cost_table(result.costs, "journal"),
             "",
-            target_line(result.costs, meta["target"]),
+            target_line(result.costs, meta["target"], "journaling"),
         ]
     if meta.get("git"):
         at_servers = meta.get("git_at_server_start")
@@ -546,5 +550,53 @@ def routing_json(result: RoutingResult) -> dict[str, Any]:
             for (path, c), counts in result.shadow.items()
         ],
         "runs": points_json(result.points.values(), "scenario"),
+        "skipped": result.skipped,
+    }
+
+
+# --- `monitoring` -------------------------------------------------------------------------------
+
+
+def monitoring_text(result: MonitoringResult) -> str:
+    """The full stdout report of a `monitoring` run."""
+    meta = result.meta
+    parts = [
+        f"Monitoring: {meta['model']}, batch 1, requests name no version (every one routed), "
+        f"{meta['journal']} in every variant; servers on cores {meta['server_cores']}, load on "
+        f"{meta['client_cores']}; median of {meta['repeats']} x {meta['duration_s']:g} s, the "
+        f"{len(meta['variants'])} configurations interleaved (order rotated each repeat). Cost: "
+        "req/s lost vs off (+ = slower); groups/s and records/group from the servers' /metrics:",
+        cost_table(result.rows, "monitoring"),
+        "",
+        target_line(result.rows, meta["target"], "monitoring"),
+        "variants: " + "; ".join(f"{name} = {text}" for name, text in meta["variants"].items()),
+    ]
+    parts.extend(f"check {name}: {check.describe()}" for name, check in result.checks.items())
+    if meta.get("git"):
+        parts.append(f"code: {meta['git']}")
+    parts.extend(load_line(meta))
+    parts.extend(skipped_lines(result.skipped))
+    parts.extend(
+        run_notes(
+            (f"monitoring {p.server}", p.path, p.median) for p in result.points.values() if p.runs
+        )
+    )
+    return "\n".join(parts)
+
+
+def monitoring_json(result: MonitoringResult) -> dict[str, Any]:
+    return {
+        "meta": result.meta,
+        "rows": [dataclasses.asdict(row) for row in result.rows],
+        "checks": {
+            name: {
+                "sketched_rows": check.sketched,
+                "predictions_kept": check.kept,
+                "ok_replies": check.ok_replies,
+                "ok": check.ok,
+            }
+            for name, check in result.checks.items()
+        },
+        "runs": points_json(result.points.values(), "variant"),
         "skipped": result.skipped,
     }

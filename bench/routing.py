@@ -20,11 +20,8 @@ sent and dropped (from the deployment's counters).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +30,12 @@ from typing import Any
 from gateway.governance.identity import ADMIN_TOKEN_FILE
 
 from . import peers
-from .clients import Endpoint
+from .clients import ApiError, Endpoint, call_json
 from .compare import CompareError, Point, resolve_model_file, select_cores
-from .journal import CostRow, cost_rows, git_revision, rotated
-from .measure import Target, tool_for
+from .journal import CostRow, checked_tools, cost_rows, git_revision, interleaved_seconds, rotated
+from .measure import Target
 from .model import ModelSpec, random_rows
-from .payloads import PATHS, build_request_set
+from .payloads import build_request_set
 from .procs import pinned
 from .recorder import SERVER, Recorder, RunSettings, broke, run_meta
 
@@ -50,12 +47,10 @@ SPLIT_OLD_PERCENT = 90  # the issue's 90/10: the older version keeps most of the
 DEFAULT_PATHS: tuple[str, ...] = ("http-json", "grpc-raw")
 DEFAULT_CONCURRENCY: tuple[int, ...] = (1, 64)
 ADMIN_TIMEOUT_S = 10.0
-# Per point, on top of its duration: the policy change, tool start, connection setup, exit.
-POINT_OVERHEAD_S = 0.5
 
 
-class AdminError(RuntimeError):
-    """An admin call failed or left the policy other than asked (e.g. held for approval)."""
+class AdminError(ApiError):
+    """An admin call left the policy other than asked (e.g. held for approval)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,23 +113,21 @@ class Admin:
         self._path = f"/admin/deployments/{deployment}"
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None) -> dict[str, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self._endpoint.url(path), data=data, headers=self._headers, method=method
+        return call_json(
+            self._endpoint,
+            method,
+            path,
+            body=body,
+            headers=self._headers,
+            timeout_s=ADMIN_TIMEOUT_S,
         )
-        try:
-            with urllib.request.urlopen(request, timeout=ADMIN_TIMEOUT_S) as resp:
-                return dict(json.loads(resp.read()))
-        except urllib.error.HTTPError as err:
-            raise AdminError(f"{method} {path}: HTTP {err.code} {err.read()[:300]!r}") from None
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            raise AdminError(f"{method} {path}: {err}") from None
 
     def deployment(self) -> dict[str, Any]:
         return self._call("GET", self._path, None)
 
     def set_policy(self, scenario: Scenario) -> None:
-        """Replace the traffic policy; raises AdminError unless it is in force on return."""
+        """Replace the traffic policy; raises ApiError if the call fails, AdminError unless
+        the policy is in force on return."""
         answer = self._call("PUT", self._path + "/traffic", scenario.policy)
         if "pending_change" in answer:
             raise AdminError("the traffic change waits for an approval (importance high?)")
@@ -171,8 +164,7 @@ class RoutingResult:
 
 def estimate_seconds(config: RoutingBenchConfig) -> float:
     points = len(SCENARIO_NAMES) * len(config.paths) * len(config.concurrency)
-    step = config.duration_s + POINT_OVERHEAD_S
-    return points * (config.repeats * step + config.warmup_s + POINT_OVERHEAD_S)
+    return interleaved_seconds(config, points)
 
 
 def run_routing_bench(
@@ -182,12 +174,7 @@ def run_routing_bench(
     the server's log. Raises CompareError for a bad configuration and FileNotFoundError when
     `client="native"` and wrk/h2load are missing, before anything is started; later failures
     are listed in `skipped`."""
-    if config.repeats < 1 or config.duration_s <= 0 or config.warmup_s < 0:
-        raise CompareError("--repeats must be >= 1, --duration > 0 and --warmup >= 0")
-    bad_paths = set(config.paths) - set(PATHS)
-    if bad_paths or not config.paths:
-        raise CompareError(f"unknown paths {sorted(bad_paths)}; choose from {list(PATHS)}")
-    tools = {PATHS[p].transport: tool_for(PATHS[p].transport, config.client) for p in config.paths}
+    tools = checked_tools(config, config.paths)
     old, new = two_versions(config.model_repository, config.model, config.versions)
     model_file, _ = resolve_model_file(config.model_repository, config.model, new)
     # no version in the requests: routing picks it
@@ -278,7 +265,7 @@ class _RoutingRun:
                             )
             for rep in range(config.repeats):
                 self._one_repeat(rep, admin, targets)
-        except AdminError as err:
+        except ApiError as err:
             self.recorder.skip(SERVER, spec.name, "admin", str(err))
 
     def _one_repeat(self, rep: int, admin: Admin, targets: Mapping[str, Target]) -> None:

@@ -1,9 +1,10 @@
 """Tests of the bench (`gateway.bench`): percentiles, medians, the open- and closed-loop
 schedules under a fake clock, wire encoders, and the wrk / h2load output parsers on captured
 outputs; the pure parts of the journal, compare and routing commands; the journal's append
-driver on a real journal for a few tens of milliseconds; and two real runs of a few seconds with
-the Python load generator: both Triton peers of `compare`, and `routing` against a real gateway
-(its admin API switching the policy, the shadow's copies counted).
+driver on a real journal for a few tens of milliseconds; and real runs of a few seconds with
+the Python load generator: both Triton peers of `compare`, `routing` against a real gateway
+(its admin API switching the policy, the shadow's copies counted), and `monitoring` against four
+(each one's drift and accuracy reports read back).
 """
 
 from __future__ import annotations
@@ -57,6 +58,16 @@ from gateway.bench.journal import (
     set_top_level_key,
 )
 from gateway.bench.model import ModelSpec, ModelSpecError, TensorSpec, random_rows, request_shape
+from gateway.bench.monitoring import VARIANTS as MONITORING_VARIANTS
+from gateway.bench.monitoring import Check as MonitoringCheck
+from gateway.bench.monitoring import (
+    MonitoringBenchConfig,
+    MonitoringResult,
+    kept_predictions,
+    monitoring_toml,
+    run_monitoring_bench,
+    sketched_rows,
+)
 from gateway.bench.payloads import (
     BINARY_HEADER,
     build_request_set,
@@ -86,6 +97,17 @@ from gateway.governance.journal import JournalStats, verify_journal
 from gateway.metrics import exposition, make_registry
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "models"
+# Real runs against real gateways, kept to a few seconds: HTTP JSON at 2 in flight, 0.3 s, once,
+# with the Python load generator, unpinned (pinning needs two free cores).
+SHORT_RUN: dict[str, Any] = {
+    "paths": ("http-json",),
+    "concurrency": (2,),
+    "duration_s": 0.3,
+    "repeats": 1,
+    "warmup_s": 0.0,
+    "client": "python",
+    "pin": False,
+}
 PEERS_TRITON = (TRITON, TRITON_NOBATCH)
 
 # --------------------------------------------------------------------------- percentiles
@@ -1119,14 +1141,19 @@ def test_routing_rows_hold_each_scenario_against_single() -> None:
     assert [1 - c / 100 for c in shadow.paired_cost_pct] == pytest.approx([0.75, 1.0])
 
 
+def _cells_by_variant(text: str, path: str) -> dict[str, list[str]]:
+    """The cells of a report's table lines on `path`, by their second column."""
+    return {
+        line.split()[1]: re.split(r"\s{2,}", line)
+        for line in text.splitlines()
+        if line.startswith(path)
+    }
+
+
 def test_routing_report_text_and_json() -> None:
     result = _routing_result()
     text = report.routing_text(result)
-    lines = {
-        line.split()[1]: re.split(r"\s{2,}", line)
-        for line in text.splitlines()
-        if line.startswith("grpc-raw")
-    }
+    lines = _cells_by_variant(text, "grpc-raw")
     assert lines[SINGLE][6:11] == ["-", "-", "-", "-", "-"]
     assert lines[SPLIT][6:9] == ["0.90x", "1.00 0.80", "0.80x"]
     assert lines[SHADOW][6:11] == ["0.87x", "0.75 1.00", "2.00x", "2600", "100"]
@@ -1142,16 +1169,7 @@ def test_routing_report_text_and_json() -> None:
 
 
 def test_routing_bench_against_a_real_gateway(tmp_path: Path) -> None:
-    config = RoutingBenchConfig(
-        model_repository=EXAMPLES,
-        paths=("http-json",),
-        concurrency=(2,),
-        duration_s=0.3,
-        repeats=1,
-        warmup_s=0.0,
-        client="python",
-        pin=False,
-    )
+    config = RoutingBenchConfig(model_repository=EXAMPLES, **SHORT_RUN)
     result = run_routing_bench(config, log_dir=tmp_path, say=lambda _: None)
     assert not result.failed, result.skipped
     assert [(r.variant, r.path, r.concurrency) for r in result.rows] == [
@@ -1167,4 +1185,136 @@ def test_routing_bench_against_a_real_gateway(tmp_path: Path) -> None:
 def test_routing_cli_rejects_bad_versions() -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["routing", "--versions", "1"])
+    assert exit_.value.code == 2
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+def test_monitoring_server_configs_differ_in_the_monitoring_switches_only(tmp_path: Path) -> None:
+    for journal in (True, False):
+        for variant in MONITORING_VARIANTS:
+            path = tmp_path / f"{variant.name}-{journal}.toml"
+            path.write_text(monitoring_toml(variant, journal, "interval"))
+            config = load_server_config(path)
+            assert (config.monitoring.sketches, config.monitoring.accuracy) == (
+                variant.sketches,
+                variant.accuracy,
+            )
+            assert (config.journal.enabled, config.journal.fsync) == (journal, "interval")
+    assert [(v.sketches, v.accuracy) for v in MONITORING_VARIANTS] == [
+        (False, False),
+        (True, False),
+        (False, True),
+        (True, True),
+    ]
+    assert MONITORING_VARIANTS[0].name == "off"  # the base of the cost rows
+
+
+def test_monitoring_check_reads_the_reports_against_the_variant() -> None:
+    off, sketches, accuracy, both = MONITORING_VARIANTS
+    drift = {
+        "deployment": "m",
+        "versions": [
+            {"version": "1", "state": "ready", "window": {"rows": 0}},
+            {"version": "2", "state": "ready", "window": {"rows": 120}},
+        ],
+    }
+    unmonitored = {"versions": [{"version": "2", "error": "drift is not monitored"}]}
+    kept = {"versions": [{"version": "2", "join": {"predictions": 110}}]}
+    assert sketched_rows(drift) == {"1": 0, "2": 120}
+    assert sketched_rows(unmonitored) == {}
+    assert kept_predictions(kept) == 110 and kept_predictions({"versions": []}) == 0
+    with pytest.raises(KeyError):
+        sketched_rows({"versions": [{"version": "2"}]})
+    assert MonitoringCheck(both, {"1": 0, "2": 120}, 110, 100).ok
+    assert MonitoringCheck(sketches, {"2": 120}, 0, 100).ok
+    assert MonitoringCheck(accuracy, {}, 110, 100).ok
+    assert MonitoringCheck(off, {}, 0, 100).ok
+    # fewer rows than replies, nothing at all, or anything where off: not as configured
+    assert not MonitoringCheck(sketches, {"2": 99}, 0, 100).ok
+    assert not MonitoringCheck(both, {"2": 120}, 99, 100).ok
+    assert not MonitoringCheck(sketches, {"2": 0}, 0, 0).ok
+    assert not MonitoringCheck(off, {"2": 0}, 0, 100).ok
+    assert not MonitoringCheck(off, {}, 1, 100).ok
+    assert (
+        "rows sketched v1 0, v2 120; 110 predictions kept"
+        in MonitoringCheck(both, {"1": 0, "2": 120}, 110, 100).describe()
+    )
+    assert "NOT as configured" in MonitoringCheck(off, {}, 1, 100).describe()
+
+
+def _monitoring_result() -> MonitoringResult:
+    names = [v.name for v in MONITORING_VARIANTS]
+    points = {
+        (name, "grpc-raw", 64): Point(name, "grpc-raw", 64, [_run(r, 40.0, 50.0) for r in rates])
+        for name, rates in zip(
+            names, ((1600, 1500), (1580, 1500), (1600, 1470), (1560, 1470)), strict=True
+        )
+    }
+    meta = {
+        "model": "m",
+        "journal": "journal on (fsync batch)",
+        "server_cores": [0],
+        "client_cores": [1],
+        "repeats": 2,
+        "duration_s": 1.0,
+        "variants": {v.name: v.describe() for v in MONITORING_VARIANTS},
+        "target": {"pct": 2.0, "path": "grpc-raw", "concurrency": 64},
+    }
+    checks = {
+        v.name: MonitoringCheck(v, {"2": 500} if v.sketches else {}, 500 if v.accuracy else 0, 400)
+        for v in MONITORING_VARIANTS
+    }
+    return MonitoringResult(meta, points, cost_rows(points), checks, [])
+
+
+def test_monitoring_report_text_and_json() -> None:
+    result = _monitoring_result()
+    text = report.monitoring_text(result)
+    lines = _cells_by_variant(text, "grpc-raw")
+    assert lines["off"][6:8] == ["-", "-"]
+    assert lines["sketches"][6:8] == ["+0.6 %", "+1.2 +0.0"]  # medians 1550 -> 1540
+    assert lines["both"][6:8] == ["+2.3 %", "+2.5 +2.0"]  # 1550 -> 1515: over the target
+    assert (
+        "target: monitoring costs <= 2 % of req/s at c=64 on grpc-raw: sketches +0.6 % (within"
+        in text
+    )
+    assert "; both +2.3 % (over, per repeat +2.0..+2.5 %)" in text
+    assert "check off: drift not monitored" in text
+    assert "check both: rows sketched v2 500; 500 predictions kept" in text
+    document = json.loads(json.dumps(report.monitoring_json(result)))
+    assert [r["variant"] for r in document["rows"]] == ["off", "sketches", "accuracy", "both"]
+    assert document["checks"]["sketches"] == {
+        "sketched_rows": {"2": 500},
+        "predictions_kept": 0,
+        "ok_replies": 400,
+        "ok": True,
+    }
+    assert not result.failed
+    broken = {**result.checks, "off": MonitoringCheck(MONITORING_VARIANTS[0], {}, 3, 400)}
+    assert replace(result, checks=broken).failed
+
+
+def test_monitoring_bench_against_real_gateways(tmp_path: Path) -> None:
+    config = MonitoringBenchConfig(model_repository=EXAMPLES, **SHORT_RUN)
+    result = run_monitoring_bench(config, log_dir=tmp_path, say=lambda _: None)
+    assert not result.failed, result.skipped
+    assert [(r.variant, r.path, r.concurrency) for r in result.rows] == [
+        (v.name, "http-json", 2) for v in MONITORING_VARIANTS
+    ]
+    assert all(r.throughput_rps > 0 for r in result.rows)
+    # the switches took effect: the routed version (2, the highest) was sketched and its
+    # predictions kept only where its variant asks for it
+    checks = result.checks
+    assert checks["off"].sketched == {} and checks["off"].kept == 0
+    assert checks["sketches"].sketched["2"] >= checks["sketches"].ok_replies > 0
+    assert checks["accuracy"].sketched == {} and checks["accuracy"].kept > 0
+    assert checks["both"].sketched["2"] > 0 and checks["both"].kept > 0
+
+
+def test_monitoring_cli_rejects_bad_options(tmp_path: Path) -> None:
+    assert main(["monitoring", "--repeats", "0", "--out", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["monitoring", "--journal", "maybe"])
     assert exit_.value.code == 2
