@@ -1,7 +1,7 @@
 """`modelgate bench drift`: how well the drift sketches detect drift, and what they cost.
 
 Quality. The reference is a profile of `reference_rows` rows of the example's credit-risk data
-(`make_credit_data` in examples/train_credit_risk.py, 20 features; `categorical` profiled as
+(`make_credit_data` in examples/credit_data.py, 20 features; `categorical` profiled as
 categories). Fresh rows of the same generator (other seeds) stream through a DriftMonitor at
 `rows_per_window` rows per window of the default length, each window judged alone:
 
@@ -50,7 +50,7 @@ from gateway.monitoring.profile import bin_counts, build_profile, load_profile
 from gateway.protocol.types import ModelSignature, TensorMetadata
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-TRAINING_SCRIPT = EXAMPLES / "train_credit_risk.py"
+DATA_GENERATOR = EXAMPLES / "credit_data.py"
 EXAMPLE_VERSION = EXAMPLES / "models" / "credit_risk" / "1"
 # loan terms 12..60 months as make_credit_data draws them, and the changed shares: 10 points
 # move from 36 to 60 months
@@ -134,17 +134,12 @@ def run_drift_bench(
 
 
 def _credit_data_generator() -> ModuleType:
-    """The example's training script, for its data generator (it needs the `example` extra)."""
-    spec = importlib.util.spec_from_file_location("train_credit_risk", TRAINING_SCRIPT)
-    if spec is None or spec.loader is None or not TRAINING_SCRIPT.is_file():
-        raise DriftBenchError(f"{TRAINING_SCRIPT} is missing: run from a source checkout")
+    """The example's data generator (numpy only; the training script imports it too)."""
+    spec = importlib.util.spec_from_file_location("credit_data", DATA_GENERATOR)
+    if spec is None or spec.loader is None or not DATA_GENERATOR.is_file():
+        raise DriftBenchError(f"{DATA_GENERATOR} is missing: run from a source checkout")
     module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except ImportError as error:
-        raise DriftBenchError(
-            f"the credit-risk data generator needs the example extra ({error})"
-        ) from None
+    spec.loader.exec_module(module)
     return module
 
 
