@@ -76,6 +76,7 @@ class InferenceService:
         self._shadows = ShadowSender()
         monitoring = config.monitoring
         self._keep_predictions = monitoring.accuracy
+        self._needs_ids = ledger is not None or monitoring.accuracy
         self._predictions = Predictions(
             monitoring.predictions_kept, monitoring.predictions_max_age_s
         )
@@ -157,9 +158,9 @@ class InferenceService:
                 model_name=deployment,
                 model_version=answered.version,
                 outputs=[InferOutput(name, dt, outputs[i]) for name, i, dt in chosen],
-                # every answer is traceable and can be joined with its actual: a request
-                # without an id gets one
-                id=request.id or uuid.uuid4().hex,
+                # an answer that is journaled or kept for actuals can be traced and joined
+                # by its id: a request without one gets one
+                id=request.id or (uuid.uuid4().hex if self._needs_ids else ""),
                 parameters={"routing": reason} if route is not None else {},
             )
             result = encode(response, wire)
