@@ -347,36 +347,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="rows per 1-minute window, one run each (default "
         f"{' '.join(map(str, defaults.rows_per_window))})",
     )
-    parser.add_argument(
-        "--clean-windows",
-        type=int,
-        default=defaults.clean_windows,
-        help=f"unshifted windows for the false-alarm rates (default {defaults.clean_windows})",
+    counts = (
+        ("clean_windows", "unshifted windows for the false-alarm rates"),
+        ("max_windows", "windows a shifted case runs before 'not detected'"),
+        ("reference_rows", "rows the reference profile is made of"),
+        ("cost_rows", "rows per kernel timing at 20 features"),
+        ("update_calls", "update calls per timing"),
     )
-    parser.add_argument(
-        "--max-windows",
-        type=int,
-        default=defaults.max_windows,
-        help=f"windows a shifted case runs before 'not detected' (default {defaults.max_windows})",
-    )
-    parser.add_argument(
-        "--reference-rows",
-        type=int,
-        default=defaults.reference_rows,
-        help=f"rows the reference profile is made of (default {defaults.reference_rows})",
-    )
-    parser.add_argument(
-        "--cost-rows",
-        type=int,
-        default=defaults.cost_rows,
-        help=f"rows per kernel timing at 20 features (default {defaults.cost_rows})",
-    )
-    parser.add_argument(
-        "--update-calls",
-        type=int,
-        default=defaults.update_calls,
-        help=f"update calls per timing (default {defaults.update_calls})",
-    )
+    for name, text in counts:
+        default = getattr(defaults, name)
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=int, default=default, help=f"{text} (default {default})")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of every draw")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
 

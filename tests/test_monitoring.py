@@ -268,6 +268,14 @@ def test_a_profile_given_at_load_is_kept_and_survives_a_restart(tmp_path: Path) 
             first.admin_headers(),
         )
         assert refused.status == 400 and "id does not match" in refused.json()["error"]
+        not_a_profile = {**body, "version": "7", "profile": {"features": []}}
+        refused = http_request(
+            "POST",
+            f"{first.http_url}/admin/deployments/uploaded/versions",
+            not_a_profile,
+            first.admin_headers(),
+        )
+        assert refused.status == 400 and "modelgate.profile/1" in refused.json()["error"]
     assert (journal / "uploads" / "profiles" / f"{profile['id']}.json").is_file()
     with start_server(tmp_path / "models", config_dir=tmp_path, journal_dir=journal) as second:
         send(second, "uploaded", profile_rows(profile, 50, seed=6))

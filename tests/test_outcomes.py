@@ -169,3 +169,14 @@ def test_since_rejects_snapshots_in_the_wrong_order() -> None:
         early.since(late)
     with pytest.raises(ValueError, match="different bucket layouts"):
         late.since(OutcomeSnapshot(0, 0, ()))
+
+
+def test_totals_are_everything_counted_as_one_window() -> None:
+    outcomes = Outcomes()
+    assert outcomes.totals().requests == 0 and outcomes.totals().p99_ms == 0.0
+    for latency_ms in (1, 2, 3):
+        outcomes.record(True, latency_ms * 1_000_000)
+    outcomes.record(False, 5_000_000)
+    totals = outcomes.totals()
+    assert (totals.requests, totals.failures) == (4, 1)
+    assert totals == outcomes.snapshot().since(Outcomes().snapshot())

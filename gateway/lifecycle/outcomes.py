@@ -63,6 +63,10 @@ class Outcomes:
         """A frozen copy of the counters (one tuple of the bucket counts)."""
         return OutcomeSnapshot(self._successes, self._failures, tuple(self._buckets))
 
+    def totals(self) -> WindowMetrics:
+        """Everything counted so far, as one window."""
+        return self.snapshot().since(_NOTHING)
+
 
 @dataclass(frozen=True, slots=True)
 class WindowMetrics:
@@ -141,3 +145,6 @@ def _quantile_ms(counts: list[int], total: int, q: float) -> float:
             return (lower + (upper - lower) * (rank - seen) / count) / 1e6
         seen += count
     raise AssertionError("unreachable: the counts sum to total")
+
+
+_NOTHING = OutcomeSnapshot(0, 0, (0,) * _BUCKET_COUNT)  # before the first outcome

@@ -42,7 +42,7 @@ class ShadowStats:
 
     def as_dict(self) -> dict[str, Any]:
         compared = self.agreed + self.disagreed
-        window = self.outcomes.snapshot().since(Outcomes().snapshot())
+        window = self.outcomes.totals()
         return {
             "copies": self.copies,
             "dropped": self.dropped,

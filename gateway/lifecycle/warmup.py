@@ -79,14 +79,18 @@ async def warm_up(
     if len(samples) > 1 and loaded.config.max_batch_size:
         batch = {n: np.concatenate([s[n] for s in samples]) for n in samples[0]}
         runs.append(("the warm-up samples as one batch", batch))
-    if golden is not None:
-        runs.append(("the golden inputs", golden.inputs))
     for what, sample in runs:
-        outputs = await _run(loaded, what, sample)
-        _check_outputs(loaded.signature, what, outputs, _rows(sample))
-    if golden is not None:
-        _check_golden(loaded, golden, outputs)
-    return len(runs)
+        await _checked_run(loaded, what, sample)
+    if golden is None:
+        return len(runs)
+    _check_golden(loaded, golden, await _checked_run(loaded, "the golden inputs", golden.inputs))
+    return len(runs) + 1
+
+
+async def _checked_run(loaded: LoadedVersion, what: str, sample: Sample) -> list[np.ndarray]:
+    outputs = await _run(loaded, what, sample)
+    _check_outputs(loaded.signature, what, outputs, _rows(sample))
+    return outputs
 
 
 async def _run(loaded: LoadedVersion, what: str, sample: Sample) -> list[np.ndarray]:
