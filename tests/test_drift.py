@@ -19,7 +19,7 @@ from gateway.bench.cli import main as bench_main
 from gateway.backends.onnx import OnnxBackend
 from gateway.config import ModelConfig
 from gateway.errors import InvalidInput
-from gateway.monitoring.drift import DriftConfig, DriftMonitor, drift_status
+from gateway.monitoring.drift import STAGE_ROWS, DriftConfig, DriftMonitor, drift_status
 from gateway.monitoring.drift_layout import wasserstein_edges
 from gateway.monitoring.profile import bin_counts, build_profile, category_label, load_profile
 from gateway.protocol.types import ModelSignature, TensorMetadata
@@ -153,6 +153,47 @@ def test_non_contiguous_and_read_only_tensors(credit_profile: dict[str, Any]) ->
     doubled = [np.concatenate([o, o]) for o in outputs]
     (window,) = monitor.export_windows()
     assert window["counts"] == _expected_counts(credit_profile, np.concatenate([x, x]), doubled)
+
+
+def test_staged_batches_count_like_one_at_a_time(credit_profile: dict[str, Any]) -> None:
+    """Batches are staged and counted together: past several stage lengths, with a bad batch
+    among them (dropped alone) and batches of another dtype (counted as float64, as the kernel
+    compares), the counts equal the reference over the good batches."""
+    rng = np.random.default_rng(12)
+    batches = [_credit_batch(rng, int(n)) for n in rng.integers(1, 9, 3 * STAGE_ROWS // 4)]
+    batches[7] = (batches[7][0].astype(np.float64), batches[7][1])
+    batches[9] = (batches[9][0], [batches[9][1][0].astype(np.int32), batches[9][1][1]])
+    assert sum(x.shape[0] for x, _ in batches) > 2 * STAGE_ROWS
+    monitor = DriftMonitor.from_profile(credit_profile, CREDIT_SIGNATURE, clock=Clock())
+    for i, (x, outputs) in enumerate(batches):
+        monitor.update({"features": x}, outputs)
+        if i == 30:
+            monitor.update({"features": x[:, :19]}, outputs)  # a column short
+    x = np.concatenate([x for x, _ in batches])
+    outputs = [np.concatenate(parts) for parts in zip(*(o for _, o in batches), strict=True)]
+    (window,) = monitor.export_windows()
+    assert window["rows"] == x.shape[0] == monitor.rows
+    assert window["counts"] == _expected_counts(credit_profile, x, outputs)
+    assert monitor.errors == 1
+
+
+def test_every_read_counts_the_stage_first() -> None:
+    rng = np.random.default_rng(13)
+    profile = _small_profile(rng)
+    clock = Clock(1000.0)
+    config = DriftConfig(window_s=10.0, horizon_windows=2, min_rows=0)
+    monitor = DriftMonitor.from_profile(profile, SMALL_SIGNATURE, config, clock)
+    monitor.update({"x": _small_rows(rng, 3)}, [])
+    assert monitor.scores()["window"]["rows"] == 3
+    monitor.update({"x": _small_rows(rng, 4)}, [])
+    assert [w["rows"] for w in monitor.export_windows()] == [7]
+    # staged rows whose window falls off the horizon when merged windows two newer arrive
+    monitor.update({"x": _small_rows(rng, 5)}, [])
+    newer = DriftMonitor.from_profile(profile, SMALL_SIGNATURE, config, Clock(1020.0))
+    newer.update({"x": _small_rows(rng, 6)}, [])
+    monitor.merge(newer.export_windows())
+    assert [(w["start_s"], w["rows"]) for w in monitor.export_windows()] == [(1020.0, 6)]
+    assert monitor.rows == 18
 
 
 def test_concurrent_updates_count_exactly(credit_profile: dict[str, Any]) -> None:
