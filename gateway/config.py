@@ -101,7 +101,7 @@ class JournalConfig:
     segment_bytes: int = 64 * 1024 * 1024  # a segment is closed once it reaches this size
     queue_limit: int = 65_536  # records waiting for the writer; beyond, requests wait or fail
     when_full: str = "wait"  # wait (back-pressure: requests slow) | fail (503, fail closed)
-    async_window_ms: int = 5  # records of async mode are gathered this long into one group
+    async_window_ms: int = 20  # records of async mode are gathered this long into one group
     durable_window_us: int = 0  # a durable record waits at most this long to share a sync
     retention_days: int = 183  # exported segments older than this may be deleted (EU AI Act 19)
     accept_damage: bool = False  # start on a damaged journal anyway (--accept-damage)

@@ -981,6 +981,48 @@ def test_kill_9_during_heavy_writes_loses_nothing_acknowledged(tmp_path: Path, m
 # ---- the async window ---------------------------------------------------------------------
 
 
+async def test_a_deferred_payload_is_made_on_the_writer_thread(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path)
+    made_on: list[str] = []
+
+    def make(i: int) -> dict[str, Any]:
+        made_on.append(threading.current_thread().name)
+        return {"i": i, "t": (1, 2)}
+
+    await journal.append("predictions", "prediction", "svc", lambda: make(0), durable=False)
+    journal.append_nowait("predictions", "prediction", "svc", lambda: make(1))
+    record = await journal.append("predictions", "prediction", "svc", lambda: make(2))
+    # what a durable caller gets back is the decoded JSON, as `read` gives it
+    assert record.seq == 3 and record.payload == {"i": 2, "t": [1, 2]}
+    await journal.aclose()
+    assert len(made_on) == 3 and threading.current_thread().name not in made_on
+    with Journal.open(tmp_path) as reopened:
+        assert [r.payload["i"] for r in reopened.read("predictions")] == [0, 1, 2]
+
+
+async def test_a_failing_deferred_payload_is_journalled_as_its_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = Journal.open(tmp_path)
+
+    def fails() -> dict[str, Any]:
+        raise ValueError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="gateway.governance.journal"):
+        await journal.append("predictions", "prediction", "svc", fails, durable=False)
+        await journal.append("predictions", "prediction", "svc", lambda: {"x": {1, 2}})
+        last = await journal.append("predictions", "prediction", "svc", lambda: {"ok": True})
+    assert last.seq == 3  # the journal goes on
+    await journal.aclose()
+    with Journal.open(tmp_path) as reopened:
+        payloads = [r.payload for r in reopened.read("predictions")]
+    assert payloads[0] == {"payload_error": "ValueError: boom"}
+    assert payloads[1]["payload_error"].startswith("TypeError: the payload cannot be journalled")
+    assert payloads[2] == {"ok": True}
+    assert len([r for r in caplog.records if "deferred prediction payload" in r.message]) == 2
+    assert verify_journal(tmp_path)["predictions"].head_seq == 3
+
+
 async def test_async_records_are_gathered_and_a_durable_one_ends_the_window(
     tmp_path: Path,
 ) -> None:

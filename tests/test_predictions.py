@@ -11,7 +11,13 @@ import pytest
 from conftest import CREDIT_RISK
 
 from gateway.config import ModelConfig
-from gateway.governance.predictions import input_digest, prediction_payload, sampled
+from gateway.governance.predictions import (
+    DEFER_MAX_BYTES,
+    deferrable,
+    input_digest,
+    prediction_payload,
+    sampled,
+)
 from gateway.loading import open_backend
 from gateway.protocol.types import InferInput, InferOutput, InferRequest, InferResponse
 from gateway.repository import VersionSource
@@ -124,3 +130,19 @@ def test_loaded_version_names_its_file_hash_and_profile() -> None:
     )
     assert opened.identity.profile_id == json.loads((folder / "profile.json").read_text())["id"]
     opened.backend.close()
+
+
+def test_only_small_fixed_width_payloads_are_deferred() -> None:
+    def answer(inputs: list[InferInput], outputs: list[InferOutput]) -> bool:
+        return deferrable(InferRequest(inputs=inputs), InferResponse("m", "1", outputs))
+
+    label = InferOutput("label", "INT64", np.zeros(4, dtype=np.int64))
+    small = _input("x", "FP32", np.zeros((4, 8), dtype=np.float32))
+    assert answer([small], [label])
+    # the limit counts every tensor the payload keeps alive, outputs included
+    edge = DEFER_MAX_BYTES // 4 - 8
+    assert answer([_input("x", "FP32", np.zeros(edge, dtype=np.float32))], [label])
+    assert not answer([_input("x", "FP32", np.zeros(edge + 1, dtype=np.float32))], [label])
+    # BYTES elements are objects: their size is not what the array says
+    text = np.array([b"a" * 10], dtype=object)
+    assert not answer([_input("t", "BYTES", text)], [])

@@ -22,6 +22,8 @@ from conftest import (
 
 from gateway.config import JournalConfig
 from gateway.governance.ledger import Ledger
+from gateway.governance.predictions import DEFER_MAX_BYTES, input_digest
+from gateway.protocol.types import InferInput
 
 
 def _infer(server: Server, request_id: str | None, rows: np.ndarray) -> dict:
@@ -51,25 +53,32 @@ def full_capture_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
         yield server
 
 
-def test_the_record_names_the_version_its_file_hash_and_profile(full_capture_server) -> None:
-    rows = np.random.default_rng(5).random((2, CREDIT_RISK_FEATURES), dtype=np.float32)
-    answer = _infer(full_capture_server, "trace-1", rows)
+# 2 rows: the payload is made by the journal's writer thread; 60 rows (4,800 bytes of
+# features): over DEFER_MAX_BYTES, it is made on the request path
+@pytest.mark.parametrize("count", [2, 60])
+def test_the_record_names_the_version_its_file_hash_and_profile(
+    full_capture_server, count: int
+) -> None:
+    rows = np.random.default_rng(5).random((count, CREDIT_RISK_FEATURES), dtype=np.float32)
+    assert (rows.nbytes > DEFER_MAX_BYTES) == (count == 60)
+    request_id = f"trace-{count}"
+    answer = _infer(full_capture_server, request_id, rows)
     version = answer["model_version"]
     record = http_request(
         "GET",
-        f"{full_capture_server.http_url}/v2/predictions/trace-1",
+        f"{full_capture_server.http_url}/v2/predictions/{request_id}",
         headers=full_capture_server.admin_headers(),
     )
     assert record.status == 200, record.body
     found = record.json()
     folder = CREDIT_RISK / version
-    assert found["request_id"] == "trace-1"
+    assert found["request_id"] == request_id
     assert found["model"] == "credit_risk" and found["version"] == version
     assert found["content_hash"] == hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
     assert found["profile_id"] == json.loads((folder / "profile.json").read_text())["id"]
     assert found["routing"] == "weight"
     # full capture: what was asked and what was answered, exactly
-    assert found["inputs"][0]["shape"] == [2, CREDIT_RISK_FEATURES]
+    assert found["inputs"][0]["shape"] == [count, CREDIT_RISK_FEATURES]
     assert np.allclose(found["inputs"][0]["data"], rows.ravel())
     for kept, sent in zip(found["outputs"], answer["outputs"], strict=True):
         assert [kept[k] for k in ("name", "datatype", "shape")] == [
@@ -78,7 +87,8 @@ def test_the_record_names_the_version_its_file_hash_and_profile(full_capture_ser
         # the same FP32 values, whatever decimal form each JSON writer chose
         dtype = np.float32 if sent["datatype"] == "FP32" else np.int64
         assert np.array_equal(np.array(kept["data"], dtype), np.array(sent["data"], dtype))
-    assert len(found["input_digest"]) == 64 and found["seq"] >= 1
+    assert found["input_digest"] == input_digest([InferInput("features", "FP32", rows)])
+    assert found["seq"] >= 1
 
 
 def test_generated_ids_are_traceable_on_both_transports(full_capture_server) -> None:
@@ -123,3 +133,33 @@ def test_durable_records_survive_kill_9(tmp_path: Path) -> None:
     finally:
         ledger.close()
     assert missing == []
+
+
+def test_async_records_of_every_answer_are_written(tmp_path: Path) -> None:
+    """Async mode (the default): records are queued without the coroutine path, made by the
+    writer, and every answered request has one once the server has stopped."""
+    copy_credit_risk(tmp_path / "repository")
+    rng = np.random.default_rng(8)
+    answered = []
+    with start_server(tmp_path / "repository") as server:
+        journal = server.journal
+        client = grpcclient.InferenceServerClient(server.grpc_address)
+        for i in range(30):
+            rows = rng.random((1 + i % 3, CREDIT_RISK_FEATURES), dtype=np.float32)
+            answered.append((_infer(server, f"async-{i}", rows)["id"], rows))
+            features = grpcclient.InferInput("features", list(rows.shape), "FP32")
+            features.set_data_from_numpy(rows)
+            made_up = client.infer("credit_risk", [features]).get_response().id
+            answered.append((made_up, rows))
+        client.close()
+    ledger = Ledger.open(JournalConfig(path=str(journal)))
+    try:
+        found = [(ledger.find_prediction(i), rows) for i, rows in answered]
+    finally:
+        ledger.close()
+    assert all(record is not None for record, _ in found)
+    for record, rows in found:
+        assert record is not None
+        assert record.payload["input_digest"] == input_digest(
+            [InferInput("features", "FP32", rows)]
+        )

@@ -24,6 +24,10 @@ from gateway.protocol.datatypes import BY_NAME
 from gateway.protocol.types import InferInput, InferOutput, InferRequest, InferResponse
 
 _SHAPE_DIM = struct.Struct("<q")
+# A payload may be made later, on the journal's writer thread (journal.py, `Deferred`), when the
+# tensors it keeps alive until then are at most this large: the journal's queue then holds at
+# most this much tensor data per record.
+DEFER_MAX_BYTES = 4096
 
 
 def input_digest(inputs: Sequence[InferInput]) -> str:
@@ -93,3 +97,14 @@ def prediction_payload(
         payload["inputs"] = _tensors(request.inputs)
         payload["outputs"] = _tensors(response.outputs)
     return payload
+
+
+def deferrable(request: InferRequest, response: InferResponse) -> bool:
+    """Whether the payload of this request may be made later: its tensors are fixed-width
+    (object arrays would keep more alive than their size says) and small (DEFER_MAX_BYTES)."""
+    held = 0
+    for tensor in (*request.inputs, *response.outputs):
+        if tensor.data.dtype.hasobject:
+            return False
+        held += tensor.data.nbytes
+    return held <= DEFER_MAX_BYTES
