@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import math
 import os
@@ -66,6 +67,20 @@ Wire = TypeVar("Wire")
 Result = TypeVar("Result")
 
 
+class RequestIds:
+    """Ids for answers whose request named none: 64 random bits drawn once, then a counter.
+    Unique within the process, and across processes and restarts by the random half, without
+    a system call per request (os.urandom per id was about 1.7 % of the loop thread's time)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count(1)
+
+    def make(self) -> str:
+        """32 lowercase hex digits, like a uuid4's."""
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
 class InferenceService:
     def __init__(self, config: ServerConfig, ledger: Ledger | None = None) -> None:
         self.config = config
@@ -78,6 +93,7 @@ class InferenceService:
         monitoring = config.monitoring
         self._keep_predictions = monitoring.accuracy
         self._needs_ids = ledger is not None or monitoring.accuracy
+        self._ids = RequestIds()
         self._predictions = Predictions(
             monitoring.predictions_kept, monitoring.predictions_max_age_s
         )
@@ -160,9 +176,8 @@ class InferenceService:
                 model_version=answered.version,
                 outputs=[InferOutput(name, dt, outputs[i]) for name, i, dt in chosen],
                 # an answer that is journaled or kept for actuals can be traced and joined
-                # by its id: a request without one gets 128 random bits (what a uuid4 holds,
-                # at a quarter of its cost)
-                id=request.id or (os.urandom(16).hex() if self._needs_ids else ""),
+                # by its id: a request without one gets one made up
+                id=request.id or (self._ids.make() if self._needs_ids else ""),
                 parameters={"routing": reason} if route is not None else {},
             )
             result = encode(response, wire)

@@ -21,6 +21,7 @@ from gateway.governance.predictions import (
 from gateway.loading import open_backend
 from gateway.protocol.types import InferInput, InferOutput, InferRequest, InferResponse
 from gateway.repository import VersionSource
+from gateway.serving import RequestIds
 
 
 def _input(name: str, datatype: str, data: np.ndarray) -> InferInput:
@@ -146,3 +147,12 @@ def test_only_small_fixed_width_payloads_are_deferred() -> None:
     # BYTES elements are objects: their size is not what the array says
     text = np.array([b"a" * 10], dtype=object)
     assert not answer([_input("t", "BYTES", text)], [])
+
+
+def test_made_up_request_ids_are_unique_within_and_across_processes() -> None:
+    ids, other = RequestIds(), RequestIds()
+    made = [ids.make() for _ in range(10_000)]
+    assert len(set(made)) == len(made)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in made)
+    # another process (or a restart) has another random half
+    assert made[0][:16] != other.make()[:16]
