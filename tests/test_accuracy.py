@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,13 @@ import pytest
 from conftest import CREDIT_RISK
 
 from gateway.errors import InvalidInput
-from gateway.monitoring.accuracy import LOG_LOSS_EPS, Accuracy, Predictions, TaskSpec
+from gateway.monitoring.accuracy import (
+    LOG_LOSS_EPS,
+    STAGE_PREDICTIONS,
+    Accuracy,
+    Predictions,
+    TaskSpec,
+)
 from gateway.protocol.types import ModelSignature, TensorMetadata
 
 HOUR = 3600.0
@@ -360,6 +367,7 @@ def test_record_keeps_a_copy_not_a_view_of_the_batch() -> None:
     batch = np.array([1, 1, 1, 1])
     scores = np.array([[0.2, 0.8]] * 4, dtype=np.float32)
     g.predictions.record("a", "m", "1", BINARY, {"label": batch[1:2], "probabilities": scores[1:2]})
+    g.predictions.flush()  # kept: from now on the batch may go
     batch[:] = 0
     scores[:] = 0.5
     g.accuracy.add_actuals("m", [{"id": "a", "actual": 1}])
@@ -495,6 +503,36 @@ def test_age_bound() -> None:
         "m", [{"id": "old0", "actual": 1}, {"id": "young0", "actual": 1}]
     )
     assert result["unknown_ids"] == ["old0"] and result["joined"] == 1
+
+
+def test_staged_answers_are_kept_in_order_before_any_read() -> None:
+    """Answers are staged and kept together: past several stage lengths the newest `capacity`
+    are held, every one is counted, and a read sees the ones still staged."""
+    g = rig(capacity=STAGE_PREDICTIONS + 10)
+    count = 3 * STAGE_PREDICTIONS + 7
+    ids = record_rows(g.predictions, LABELS, np.ones(count, dtype=np.int64))
+    assert g.accuracy.stats().versions[("m", "1")].predictions == count
+    assert len(g.predictions) == STAGE_PREDICTIONS + 10
+    assert g.predictions.find("m", ids[-STAGE_PREDICTIONS - 11]) is None
+    assert g.predictions.find("m", ids[-STAGE_PREDICTIONS - 10]) is not None
+    g.predictions.record("late", "m", "1", LABELS, {"label": np.array([1])})  # staged only
+    assert g.accuracy.add_actuals("m", [{"id": "late", "actual": 1}])["joined"] == 1
+    g.predictions.record("later", "m", "1", LABELS, {"label": np.array([0])})
+    [got] = g.accuracy.metrics("m")["versions"]
+    assert got["join"]["predictions"] == count + 2
+
+
+def test_an_answer_without_the_tasks_output_is_dropped_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    g = rig()
+    g.predictions.record("a", "m", "1", LABELS, {"label": np.array([1])})
+    g.predictions.record("b", "m", "1", LABELS, {"other": np.array([1])})
+    g.predictions.record("c", "m", "1", LABELS, {"label": np.array([0])})
+    with caplog.at_level(logging.WARNING, logger="gateway.monitoring.accuracy"):
+        assert len(g.predictions) == 2
+    assert g.predictions.find("m", "b") is None and g.predictions.find("m", "c") is not None
+    assert any("without output 'label'" in r.message for r in caplog.records)
 
 
 def test_an_empty_id_counts_as_a_prediction_but_is_not_held() -> None:
