@@ -532,7 +532,8 @@ def test_an_answer_without_the_tasks_output_is_dropped_alone(
     with caplog.at_level(logging.WARNING, logger="gateway.monitoring.accuracy"):
         assert len(g.predictions) == 2
     assert g.predictions.find("m", "b") is None and g.predictions.find("m", "c") is not None
-    assert any("without output 'label'" in r.message for r in caplog.records)
+    [warning] = [r for r in caplog.records if "not kept for actuals" in r.message]
+    assert "actuals: 1 (m version 1 without output 'label')" in warning.message
 
 
 def test_an_empty_id_counts_as_a_prediction_but_is_not_held() -> None:

@@ -351,7 +351,8 @@ class Predictions:
     ) -> None:
         """Stage one answered request, kept with the next `flush`. ``outputs`` are the
         version's outputs before they are filtered to the ones the client asked for, by name;
-        they must not change until then (the batcher hands each answer arrays of its own)."""
+        nothing may write to them until then (nothing does: backends hand out fresh arrays,
+        the batcher slices of one, and no one writes an output once it is answered)."""
         staged = self._staged
         staged.append((request_id, deployment, version, task, outputs, self._clock()))
         if len(staged) >= STAGE_PREDICTIONS:
@@ -361,18 +362,17 @@ class Predictions:
         """Keep what is staged, in order: O(1) each in the number held, copying only the
         task's label and score outputs. An empty request id is counted as a prediction but
         not kept (nothing can join it); an id recorded again replaces the earlier prediction.
-        An answer without the task's outputs is logged and dropped; the others are kept."""
+        An answer without the task's outputs is dropped (logged once per flush); the others
+        are kept."""
         staged, self._staged = self._staged, []
+        dropped: list[str] = []
         for request_id, deployment, version, task, outputs, at in staged:
             try:
                 self._keep(request_id, deployment, version, task, outputs, at)
             except KeyError as missing:
-                logger.warning(
-                    "%s version %s answered without output %s: prediction not kept",
-                    deployment,
-                    version,
-                    missing,
-                )
+                dropped.append(f"{deployment} version {version} without output {missing}")
+        if dropped:
+            logger.warning("answers not kept for actuals: %d (%s)", len(dropped), dropped[0])
 
     def _keep(
         self,
