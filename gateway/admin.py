@@ -210,6 +210,12 @@ async def _importance(control: Control, actor: str, document: Document) -> dict[
     )
 
 
+async def _export_journal(control: Control, actor: str, document: Document) -> dict[str, Any]:
+    return await control.export_journal(
+        actor, _text(document, "stream"), _text(document, "until", required=False)
+    )
+
+
 async def _changes(control: Control, actor: str, document: Document) -> dict[str, Any]:
     return {"changes": [change.to_dict() for change in control.changes()]}
 
@@ -266,6 +272,14 @@ CALLS: tuple[AdminCall, ...] = (
     AdminCall("ListChanges", "GET", "/changes", "read", "ListChangesResponse", _changes),
     AdminCall("ApproveChange", "POST", _CHANGE + "/approve", "approve", "Change", _decide(True)),
     AdminCall("RejectChange", "POST", _CHANGE + "/reject", "approve", "Change", _decide(False)),
+    AdminCall(
+        "ExportJournal",
+        "POST",
+        "/journal/export",
+        "journal.export",
+        "JournalExport",
+        _export_journal,
+    ),
 )
 CALLS_BY_RPC = {call.rpc: call for call in CALLS}
 

@@ -193,6 +193,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     importance.add_argument("level", choices=("low", "moderate", "high", "critical"))
     _reason(importance)
 
+    export = add(
+        "export-journal",
+        "export a journal stream's new records on the server (retention may then delete them)",
+        _export_journal,
+        _render_export,
+    )
+    export.add_argument("--stream", default="predictions", choices=("predictions", "admin"))
+    export.add_argument("--until", default="", help="ISO 8601 time (exclusive); default: all")
+
     add("changes", "the change requests (four-eyes approvals)", _changes, _render_changes)
     for verb in ("approve", "reject"):
         decide = add(verb, f"{verb} a pending change request", _decide, _render_change)
@@ -374,6 +383,10 @@ def _actuals(args: argparse.Namespace) -> Request:
 def _importance(args: argparse.Namespace) -> Request:
     body = {"importance": args.level, "reason": args.reason}
     return Request("SetImportance", _of(args), body)
+
+
+def _export_journal(args: argparse.Namespace) -> Request:
+    return Request("ExportJournal", {}, {"stream": args.stream, "until": args.until})
 
 
 def _changes(args: argparse.Namespace) -> Request:
@@ -616,6 +629,16 @@ def _render_changes(answer: Mapping[str, Any]) -> str:
     )
     header = ("ID", "STATE", "DEPLOYMENT", "OPERATION", "REQUESTER", "DECIDED BY", "NOTE")
     return _table(header, rows)
+
+
+def _render_export(answer: Mapping[str, Any]) -> str:
+    stream, through = answer["stream"], answer["exported_through"]
+    if not answer["records"]:
+        return f"{stream}: nothing new to export (exported through seq {through})"
+    return (
+        f"{stream}: {answer['records']} records (seq {answer['first_seq']}..{answer['last_seq']})"
+        f" written to {answer['path']} on the server; exported through seq {through}"
+    )
 
 
 def _render_change(change: Mapping[str, Any]) -> str:

@@ -33,6 +33,7 @@ from gateway.governance.ledger import (
     prove_consistency,
     public_key,
     record_document,
+    time_ns,
     verify_consistency,
     verify_ledger,
     verify_proof,
@@ -289,12 +290,9 @@ def _time_ns(text: str | None) -> int | None:
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{text!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - EPOCH) // timedelta(microseconds=1) * 1000
+        return time_ns(text)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _given(**values: object) -> dict[str, object] | None:

@@ -104,6 +104,7 @@ class JournalConfig:
     async_window_ms: int = 20  # records of async mode are gathered this long into one group
     durable_window_us: int = 0  # a durable record waits at most this long to share a sync
     retention_days: int = 183  # exported segments older than this may be deleted (EU AI Act 19)
+    export_dir: str = ""  # where the admin API's journal export writes; default <path>/exports
     accept_damage: bool = False  # start on a damaged journal anyway (--accept-damage)
     checkpoint_every: int = 1000  # records of a stream between signed checkpoints
     checkpoint_interval_s: float = 10.0  # or this long after the last one, when records came in

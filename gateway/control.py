@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.config import ServerConfig
-from gateway.errors import GatewayError, InvalidInput
+from gateway.errors import GatewayError, InvalidInput, JournalOff
 from gateway.governance.approvals import (
     CHANGE_APPROVED,
     CHANGE_EXPIRED,
@@ -30,13 +30,14 @@ from gateway.governance.approvals import (
     ChangeState,
 )
 from gateway.governance.identity import TOKEN_CREATED, TOKEN_REVOKED, TokenInfo, TokenStore
-from gateway.governance.ledger import ADMIN, Ledger
+from gateway.governance.ledger import ADMIN, Ledger, time_ns
 from gateway.governance.rbac import Role
 from gateway.lifecycle.operations import Lifecycle
 from gateway.lifecycle.sources import Sources
 from gateway.serving import InferenceService
 
 ALERTS_ACTOR = "system:alerts"
+JOURNAL_EXPORTED = "journal.exported"  # admin record of an export through the admin API
 SECRET_HASH = "secret_sha256"  # payload key of token records: what `replay` restores from
 _CHANGE_RECORDS = (CHANGE_REQUESTED, CHANGE_APPROVED, CHANGE_REJECTED, CHANGE_EXPIRED)
 _DECISION_KIND = {
@@ -160,6 +161,30 @@ class Control:
             raise
         finally:
             _APPROVAL.reset(token)
+
+    async def export_journal(self, actor: str, stream: str, until: str) -> dict[str, Any]:
+        """Export `stream`'s records past its export mark (up to the ISO 8601 time `until`,
+        when not empty) into the journal's export folder and move the mark; journaled.
+        Raises InvalidInput (stream, time), JournalOff."""
+        if self._ledger is None:
+            raise JournalOff()
+        streams = self._ledger.journal.options.streams
+        if stream not in streams:
+            raise InvalidInput(f"'stream' must be one of {', '.join(streams)}, not {stream!r}")
+        try:
+            until_ns = time_ns(until) if until else None
+        except ValueError as error:
+            raise InvalidInput(f"'until': {error}") from None
+        done = await self._ledger.export_new(stream, until_ns)
+        result: dict[str, Any] = {"stream": stream, "path": "", "records": 0}
+        if done is not None:
+            result.update(
+                path=str(done.path), records=done.records, first_seq=done.first_seq,
+                last_seq=done.last_seq,
+            )  # fmt: skip
+        result["exported_through"] = self._ledger.journal.manifest(stream).exported_through
+        await self._journal(JOURNAL_EXPORTED, actor, result)
+        return result
 
     async def _admin_records(self) -> list[Any]:
         if self._ledger is None:

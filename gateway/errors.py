@@ -90,6 +90,15 @@ class ModelFailure(GatewayError):
         self.reason = reason
 
 
+class JournalOff(GatewayError):
+    """An operation on the journal of a server that runs without one (`[journal] enabled`)."""
+
+    kind = ErrorKind.UNAVAILABLE
+
+    def __init__(self) -> None:
+        super().__init__("this server runs without a journal ([journal] enabled = false)")
+
+
 class ModelUnavailable(GatewayError):
     """A version could not answer in time: its backend is unreachable or its breaker is open."""
 

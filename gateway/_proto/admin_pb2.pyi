@@ -394,3 +394,27 @@ class ActualsRequest(_message.Message):
     deployment: str
     actuals: _struct_pb2.ListValue
     def __init__(self, deployment: _Optional[str] = ..., actuals: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ...) -> None: ...
+
+class ExportJournalRequest(_message.Message):
+    __slots__ = ("stream", "until")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    until: str
+    def __init__(self, stream: _Optional[str] = ..., until: _Optional[str] = ...) -> None: ...
+
+class JournalExport(_message.Message):
+    __slots__ = ("stream", "path", "records", "first_seq", "last_seq", "exported_through")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    EXPORTED_THROUGH_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    path: str
+    records: int
+    first_seq: int
+    last_seq: int
+    exported_through: int
+    def __init__(self, stream: _Optional[str] = ..., path: _Optional[str] = ..., records: _Optional[int] = ..., first_seq: _Optional[int] = ..., last_seq: _Optional[int] = ..., exported_through: _Optional[int] = ...) -> None: ...

@@ -164,6 +164,11 @@ class AdminStub:
                 request_serializer=gateway_dot___proto_dot_admin__pb2.ChangeDecision.SerializeToString,
                 response_deserializer=gateway_dot___proto_dot_admin__pb2.Change.FromString,
                 _registered_method=True)
+        self.ExportJournal = channel.unary_unary(
+                '/modelgate.admin.v1.Admin/ExportJournal',
+                request_serializer=gateway_dot___proto_dot_admin__pb2.ExportJournalRequest.SerializeToString,
+                response_deserializer=gateway_dot___proto_dot_admin__pb2.JournalExport.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -345,6 +350,15 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportJournal(self, request, context):
+        """Write the records of a journal stream past its export mark (up to `until`, when given)
+        into the server's export folder and move the mark, so that retention may delete them
+        once old enough; nothing new: no file, records 0 (role admin, unscoped).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -477,6 +491,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.RejectChange,
                     request_deserializer=gateway_dot___proto_dot_admin__pb2.ChangeDecision.FromString,
                     response_serializer=gateway_dot___proto_dot_admin__pb2.Change.SerializeToString,
+            ),
+            'ExportJournal': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportJournal,
+                    request_deserializer=gateway_dot___proto_dot_admin__pb2.ExportJournalRequest.FromString,
+                    response_serializer=gateway_dot___proto_dot_admin__pb2.JournalExport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1181,6 +1200,33 @@ class Admin:
             '/modelgate.admin.v1.Admin/RejectChange',
             gateway_dot___proto_dot_admin__pb2.ChangeDecision.SerializeToString,
             gateway_dot___proto_dot_admin__pb2.Change.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportJournal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelgate.admin.v1.Admin/ExportJournal',
+            gateway_dot___proto_dot_admin__pb2.ExportJournalRequest.SerializeToString,
+            gateway_dot___proto_dot_admin__pb2.JournalExport.FromString,
             options,
             channel_credentials,
             insecure,

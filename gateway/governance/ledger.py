@@ -70,6 +70,7 @@ logger = logging.getLogger(__name__)
 PREDICTIONS = "predictions"
 ADMIN = "admin"
 RETAINED_STREAMS = (PREDICTIONS,)  # not admin: see the module doc
+EXPORTS = "exports"  # the export folder's default name in the journal folder
 CHECKPOINTS_DIR = "checkpoints"
 SIGNING_KEY_FILE = "signing-key.pem"
 ORIGIN_PREFIX = "modelgate.journal/"
@@ -160,6 +161,7 @@ class Ledger:
         self._lock = threading.Lock()
         self._checkpoints_lock = threading.Lock()
         self._retention_lock = asyncio.Lock()  # one apply_retention at a time
+        self._export_lock = asyncio.Lock()  # one export at a time
         self._trees: dict[str, merkle.CompactTree] = {}
         self._checkpointed: dict[str, tuple[int, float]] = {}  # stream -> (size, monotonic time)
         self._by_request: dict[str, int] = {}  # request id -> seq in the predictions stream
@@ -350,6 +352,25 @@ class Ledger:
             ),
             None,
         )
+
+    async def export_new(self, stream: str, until_ns: int | None = None) -> Export | None:
+        """Export what this (running) journal has of `stream` past its export mark, up to
+        `until_ns` when given, into its export folder (`[journal] export_dir`, default
+        `<path>/exports`) and move the mark (`export_from`, in a worker thread); None, writing
+        nothing, when nothing is new. One export at a time. Raises ValueError for an unknown
+        stream."""
+        if stream not in self.journal.options.streams:
+            raise ValueError(f"unknown journal stream {stream!r}")
+        async with self._export_lock:
+            return await asyncio.to_thread(self._export_new, stream, until_ns)
+
+    def _export_new(self, stream: str, until_ns: int | None) -> Export | None:
+        since_seq = self.journal.manifest(stream).exported_through + 1
+        if next(self.journal.read(stream, since_seq, until_ns=until_ns), None) is None:
+            return None
+        folder = Path(self._config.export_dir or self.root / EXPORTS)
+        folder.mkdir(parents=True, exist_ok=True)
+        return export_from(self.journal, stream, folder, None, until_ns, since_seq)
 
     def close(self) -> None:
         """Flush the journal, then checkpoint every stream that grew since its last one."""
@@ -616,33 +637,58 @@ def export_records(
     since_ns: int | None = None,
     until_ns: int | None = None,
 ) -> Export:
-    """Write the records of `stream` with since_ns <= time_ns < until_ns (`record_document`,
-    one a line) to the new file `out`, or into the folder `out` as
+    """`export_from` the journal at `root`, which must be closed (the server stopped; while it
+    runs, its admin API exports: `Ledger.export`)."""
+    with _read_only(root) as journal:
+        return export_from(journal, stream, out, since_ns, until_ns)
+
+
+def export_from(
+    journal: Journal,
+    stream: str,
+    out: Path,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    since_seq: int = 1,
+) -> Export:
+    """Write the committed records of `stream` from `since_seq` on with since_ns <= time_ns <
+    until_ns (`record_document`, one a line) to the new file `out`, or into the folder `out` as
     `<stream>-<first seq>-<last seq>.jsonl`; durably (fsync, then a link that never replaces an
     existing file: FileExistsError). Then mark them exported in the stream's manifest, if they
     continue what was exported before (else a gap would count as exported and nothing is
     marked). A segment counts as exported once every record in it is: one that the time range
-    covers only in part is not, and retention keeps it. Blocking; the journal must be closed
-    (the server stopped)."""
+    covers only in part is not, and retention keeps it. Blocking."""
     folder = out if out.is_dir() else out.parent
-    temporary = folder / f".{stream}-export-{os.getpid()}.tmp"
+    temporary = folder / f".{stream}-export-{os.getpid()}-{threading.get_ident()}.tmp"
     first = last = count = 0
-    with _read_only(root) as journal:
-        try:
-            with temporary.open("wb") as file:
-                for record in journal.read(stream, since_ns=since_ns, until_ns=until_ns):
-                    file.write(orjson.dumps(record_document(record)) + b"\n")
-                    first, last, count = first or record.seq, record.seq, count + 1
-                file.flush()
-                os.fsync(file.fileno())
-            path = out / f"{stream}-{first:020d}-{last:020d}.jsonl" if out.is_dir() else out
-            os.link(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
-        fsync_dir(folder)
-        mark = journal.manifest(stream).exported_through
-        # contiguous with the mark (a gap would count as exported) and beyond it
-        marked = count > 0 and first <= mark + 1 and last > mark
-        if marked:
-            journal.mark_exported(stream, last)
-        return Export(path, count, first, last, journal.manifest(stream).exported_through, marked)
+    try:
+        with temporary.open("wb") as file:
+            for record in journal.read(stream, since_seq, since_ns=since_ns, until_ns=until_ns):
+                file.write(orjson.dumps(record_document(record)) + b"\n")
+                first, last, count = first or record.seq, record.seq, count + 1
+            file.flush()
+            os.fsync(file.fileno())
+        path = out / f"{stream}-{first:020d}-{last:020d}.jsonl" if out.is_dir() else out
+        os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    fsync_dir(folder)
+    mark = journal.manifest(stream).exported_through
+    # contiguous with the mark (a gap would count as exported) and beyond it
+    marked = count > 0 and first <= mark + 1 and last > mark
+    if marked:
+        journal.mark_exported(stream, last)
+    return Export(path, count, first, last, journal.manifest(stream).exported_through, marked)
+
+
+def time_ns(text: str) -> int:
+    """Nanoseconds since the epoch of an ISO 8601 time (UTC when it names no zone), as
+    `journal show|export --since/--until` and the admin API's export take them. ValueError
+    when it is not one."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - EPOCH) // timedelta(microseconds=1) * 1000

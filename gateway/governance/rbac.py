@@ -15,6 +15,7 @@ looks it up):
 | `read`         | model and deployment metadata, statistics,                       | viewer    |
 |                | a prediction record by request id                                |           |
 | `journal.read` | trace lookup, journal records and proofs, verification           | viewer    |
+| `journal.export` | export journal records and mark them exported (retention)      | admin     |
 | `infer`        | inference requests (when inference auth is on)                   | predictor |
 | `deploy`       | register a model version or a deployment                         | operator  |
 | `load`         | load and warm up a version                                       | operator  |
@@ -32,7 +33,7 @@ looks it up):
 
 The same as a matrix (✓ = allowed, on every deployment in the principal's scope). Columns:
 *read* = read, journal.read; *operate* = deploy, load, unload, traffic, rollout, rollback;
-*administer* = token.*, role.*.
+*administer* = token.*, role.*, journal.export.
 
 | role \\ operation | read | infer | operate | approve | administer        |
 |------------------|------|-------|---------|---------|-------------------|
@@ -198,6 +199,7 @@ class Forbidden(GatewayError):
 OPERATIONS: dict[str, Role] = {
     "read": Role.VIEWER,
     "journal.read": Role.VIEWER,
+    "journal.export": Role.ADMIN,
     "infer": Role.PREDICTOR,
     "deploy": Role.OPERATOR,
     "load": Role.OPERATOR,
