@@ -115,6 +115,11 @@ def create_app(
     def add(method: str, path: str, operation: str, handler: Handler) -> None:
         app.router.add_route(method, path, _guarded(access, operation, handler))
 
+    # aiohttp tries a path's routes in the order they were added, one pattern match each: the
+    # request path's route first spares every inference that many matches
+    model, version = "/v2/models/{model}", "/v2/models/{model}/versions/{version}"
+    for prefix in (model, version):
+        add("POST", prefix + "/infer", "infer", routes.infer)
     app.router.add_get("/v2/health/live", routes.live)
     app.router.add_get("/v2/health/ready", routes.ready)
     app.router.add_get("/v2", routes.server_metadata)
@@ -122,16 +127,15 @@ def create_app(
     add("GET", "/v2/models/stats", "read", routes.statistics)
     add("POST", "/v2/repository/index", "read", routes.repository_index)
     add("GET", "/v2/predictions/{request_id}", "journal.read", routes.prediction)
-    for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
+    for prefix in (model, version):
         add("GET", prefix, "read", routes.model_metadata)
         add("GET", prefix + "/ready", "read", routes.model_ready)
         add("GET", prefix + "/config", "read", routes.model_config)
         add("GET", prefix + "/stats", "read", routes.statistics)
-        add("POST", prefix + "/infer", "infer", routes.infer)
         add("GET", prefix + "/health", "read", routes.health)
         add("GET", prefix + "/drift", "read", routes.drift)
         add("GET", prefix + "/accuracy", "read", routes.accuracy)
-    add("POST", "/v2/models/{model}/actuals", "infer", routes.actuals)
+    add("POST", model + "/actuals", "infer", routes.actuals)
     add("GET", "/admin/tokens", "token.list", routes.list_tokens)
     add("POST", "/admin/tokens", "token.create", routes.create_token)
     add("DELETE", "/admin/tokens/{token_id}", "token.revoke", routes.revoke_token)
