@@ -80,6 +80,22 @@ def assert_like_version_2(answer: dict[str, Any], rows: np.ndarray) -> None:
     np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], rtol=1e-5)
 
 
+def assert_split_with_version_2(gateway: Server, other: str, seed: int, requests: int) -> None:
+    """Split the traffic evenly between local version 2 and `other`: both answer, and every
+    answer equals version 2's; the policy is restored afterwards."""
+    admin(gateway, "PUT", f"/deployments/{DEPLOYMENT}/traffic", {"weights": {"2": 1, other: 1}})
+    try:
+        seen: collections.Counter[str] = collections.Counter()
+        for row in credit_risk_rows(np.random.default_rng(seed), requests):
+            status, answer = infer(gateway, row[np.newaxis])
+            assert status == 200, answer
+            seen[answer["model_version"]] += 1
+            assert_like_version_2(answer, row[np.newaxis])
+        assert set(seen) == {"2", other}, seen
+    finally:
+        admin(gateway, "PUT", f"/deployments/{DEPLOYMENT}/traffic", {"weights": {"2": 1}})
+
+
 @pytest.fixture(scope="module")
 def remote_version(gateway: Server, triton: Any) -> dict[str, Any]:
     source = {"kind": "remote", "url": triton.grpc_url, "model": DEPLOYMENT}
@@ -107,18 +123,7 @@ def test_a_triton_version_loads_warms_up_and_answers(
 def test_an_ab_split_between_local_onnx_and_triton(
     gateway: Server, remote_version: dict[str, Any]
 ) -> None:
-    admin(gateway, "PUT", f"/deployments/{DEPLOYMENT}/traffic", {"weights": {"2": 1, REMOTE: 1}})
-    try:
-        rows = credit_risk_rows(np.random.default_rng(12), 60)
-        seen = collections.Counter()
-        for row in rows:
-            status, answer = infer(gateway, row[np.newaxis])
-            assert status == 200, answer
-            seen[answer["model_version"]] += 1
-            assert_like_version_2(answer, row[np.newaxis])
-        assert set(seen) == {"2", REMOTE}, seen
-    finally:
-        admin(gateway, "PUT", f"/deployments/{DEPLOYMENT}/traffic", {"weights": {"2": 1}})
+    assert_split_with_version_2(gateway, REMOTE, seed=12, requests=60)
 
 
 def test_a_killed_triton_fails_over_to_local_onnx_without_client_errors(
@@ -211,15 +216,4 @@ def test_a_version_on_mlserver_joins_the_deployment(gateway: Server, mlserver: A
     )
     four = next(v for v in described["versions"] if v["version"] == "4")
     assert four["state"] == "READY" and four["source"]["kind"] == "remote"
-    admin(gateway, "PUT", f"/deployments/{DEPLOYMENT}/traffic", {"weights": {"2": 1, "4": 1}})
-    try:
-        rows = credit_risk_rows(np.random.default_rng(14), 40)
-        seen = collections.Counter()
-        for row in rows:
-            status, answer = infer(gateway, row[np.newaxis])
-            assert status == 200, answer
-            seen[answer["model_version"]] += 1
-            assert_like_version_2(answer, row[np.newaxis])
-        assert set(seen) == {"2", "4"}, seen
-    finally:
-        admin(gateway, "PUT", f"/deployments/{DEPLOYMENT}/traffic", {"weights": {"2": 1}})
+    assert_split_with_version_2(gateway, "4", seed=14, requests=40)
