@@ -136,9 +136,10 @@ class Gateway:
 
 
 @contextlib.contextmanager
-def open_gateway(root: Path) -> Iterator[Gateway]:
-    """A gateway on a copy of credit_risk, with admin, operator and viewer tokens."""
-    copy_credit_risk(root / "models")
+def open_gateway(root: Path, model_config: str | None = None) -> Iterator[Gateway]:
+    """A gateway on a copy of credit_risk (with `model_config` as its config.toml when given),
+    with admin, operator and viewer tokens."""
+    copy_credit_risk(root / "models", config=model_config)
     with start_server(root / "models", config_dir=root) as server:
         grpc_admin = GrpcAdmin(server)
         gateway = Gateway(server, {HTTP: HttpAdmin(server), GRPC: grpc_admin})

@@ -26,7 +26,7 @@ from conftest import (
     http_request,
     start_server,
 )
-from test_admin_api import GRPC, HTTP, STATUS, TRANSPORTS, Gateway, GrpcAdmin, HttpAdmin
+from test_admin_api import GRPC, HTTP, STATUS, TRANSPORTS, Gateway, open_gateway
 
 from gateway.control import JOURNAL_EXPORTED
 from gateway.governance.ledger import ADMIN, PREDICTIONS, iter_records
@@ -37,23 +37,8 @@ CLI_TIMEOUT_S = 60.0
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     root = tmp_path_factory.mktemp("journal-export")
-    copy_credit_risk(root / "models", config="record_durable = true\n")
-    with start_server(root / "models", config_dir=root) as server:
-        grpc_admin = GrpcAdmin(server)
-        gateway = Gateway(server, {HTTP: HttpAdmin(server), GRPC: grpc_admin})
-        gateway.tokens["admin"] = server.admin_token
-        answer = http_request(
-            "POST",
-            f"{server.http_url}/admin/tokens",
-            {"name": "operator", "role": "operator"},
-            server.admin_headers(),
-        )
-        assert answer.status == 201, answer.body
-        gateway.tokens["operator"] = answer.json()["token"]
-        try:
-            yield gateway
-        finally:
-            grpc_admin.close()
+    with open_gateway(root, model_config="record_durable = true\n") as running:
+        yield running
 
 
 def predict(server: Server, ids: list[str]) -> None:
