@@ -378,6 +378,26 @@ def http_request(
             return HttpAnswer(error.code, dict(error.headers), error.read())
 
 
+def infer_credit_risk(server: Server, rows: np.ndarray, request_id: str | None = None) -> Any:
+    """The JSON answer of a V2 JSON request with `rows` of credit_risk features (and the
+    client's `request_id`, when given), which must succeed."""
+    body: dict[str, Any] = {
+        "inputs": [
+            {
+                "name": "features",
+                "datatype": "FP32",
+                "shape": list(rows.shape),
+                "data": rows.ravel().tolist(),
+            }
+        ]
+    }
+    if request_id is not None:
+        body["id"] = request_id
+    answer = http_request("POST", f"{server.http_url}/v2/models/credit_risk/infer", body)
+    assert answer.status == 200, answer.body
+    return answer.json()
+
+
 # ---- remote V2 servers: a real tritonserver and a real MLServer ------------------------------
 
 # What the remote servers serve as "credit_risk": the example's version 2.

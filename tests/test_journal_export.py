@@ -24,6 +24,7 @@ from conftest import (
     Server,
     copy_credit_risk,
     http_request,
+    infer_credit_risk,
     start_server,
 )
 from test_admin_api import GRPC, HTTP, STATUS, TRANSPORTS, Gateway, open_gateway
@@ -44,15 +45,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 def predict(server: Server, ids: list[str]) -> None:
     rows = np.random.default_rng(len(ids)).random((1, CREDIT_RISK_FEATURES), dtype=np.float32)
     for request_id in ids:
-        body = {
-            "id": request_id,
-            "inputs": [
-                {"name": "features", "datatype": "FP32", "shape": [1, CREDIT_RISK_FEATURES],
-                 "data": rows.ravel().tolist()}
-            ],
-        }  # fmt: skip
-        answer = http_request("POST", f"{server.http_url}/v2/models/credit_risk/infer", body)
-        assert answer.status == 200, answer.body
+        infer_credit_risk(server, rows, request_id)
 
 
 def exported(answer: dict[str, Any]) -> list[dict[str, Any]]:

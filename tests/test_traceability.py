@@ -17,6 +17,7 @@ from conftest import (
     Server,
     copy_credit_risk,
     http_request,
+    infer_credit_risk,
     start_server,
 )
 
@@ -24,24 +25,6 @@ from gateway.config import JournalConfig
 from gateway.governance.ledger import Ledger
 from gateway.governance.predictions import DEFER_MAX_BYTES, input_digest
 from gateway.protocol.types import InferInput
-
-
-def _infer(server: Server, request_id: str | None, rows: np.ndarray) -> dict:
-    body: dict = {
-        "inputs": [
-            {
-                "name": "features",
-                "datatype": "FP32",
-                "shape": list(rows.shape),
-                "data": rows.ravel().tolist(),
-            }
-        ]
-    }
-    if request_id is not None:
-        body["id"] = request_id
-    answer = http_request("POST", f"{server.http_url}/v2/models/credit_risk/infer", body)
-    assert answer.status == 200, answer.body
-    return answer.json()
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +45,7 @@ def test_the_record_names_the_version_its_file_hash_and_profile(
     rows = np.random.default_rng(5).random((count, CREDIT_RISK_FEATURES), dtype=np.float32)
     assert (rows.nbytes > DEFER_MAX_BYTES) == (count == 60)
     request_id = f"trace-{count}"
-    answer = _infer(full_capture_server, request_id, rows)
+    answer = infer_credit_risk(full_capture_server, rows, request_id)
     version = answer["model_version"]
     record = http_request(
         "GET",
@@ -93,7 +76,7 @@ def test_the_record_names_the_version_its_file_hash_and_profile(
 
 def test_generated_ids_are_traceable_on_both_transports(full_capture_server) -> None:
     rows = np.random.default_rng(6).random((1, CREDIT_RISK_FEATURES), dtype=np.float32)
-    made_up = _infer(full_capture_server, None, rows)["id"]
+    made_up = infer_credit_risk(full_capture_server, rows)["id"]
     client = grpcclient.InferenceServerClient(full_capture_server.grpc_address)
     features = grpcclient.InferInput("features", [1, CREDIT_RISK_FEATURES], "FP32")
     features.set_data_from_numpy(rows)
@@ -126,7 +109,7 @@ def test_durable_records_survive_kill_9(tmp_path: Path) -> None:
         journal = server.journal
         for i in range(40):
             rows = rng.random((1, CREDIT_RISK_FEATURES), dtype=np.float32)
-            answered.append(_infer(server, f"durable-{i}", rows)["id"])
+            answered.append(infer_credit_risk(server, rows, f"durable-{i}")["id"])
     ledger = Ledger.open(JournalConfig(path=str(journal)))
     try:
         missing = [i for i in answered if ledger.find_prediction(i) is None]
@@ -146,7 +129,7 @@ def test_async_records_of_every_answer_are_written(tmp_path: Path) -> None:
         client = grpcclient.InferenceServerClient(server.grpc_address)
         for i in range(30):
             rows = rng.random((1 + i % 3, CREDIT_RISK_FEATURES), dtype=np.float32)
-            answered.append((_infer(server, f"async-{i}", rows)["id"], rows))
+            answered.append((infer_credit_risk(server, rows, f"async-{i}")["id"], rows))
             features = grpcclient.InferInput("features", list(rows.shape), "FP32")
             features.set_data_from_numpy(rows)
             made_up = client.infer("credit_risk", [features]).get_response().id
