@@ -49,9 +49,17 @@ GRPC_TIMEOUT_S = 30.0
 
 # What each transport answers for each kind of outcome.
 STATUS: dict[str, dict[str, int | grpc.StatusCode]] = {
-    HTTP: {"ok": 200, "invalid": 400, "unauthenticated": 401, "forbidden": 403, "not_found": 404},
+    HTTP: {
+        "ok": 200,
+        "invalid": 400,
+        "unauthenticated": 401,
+        "forbidden": 403,
+        "not_found": 404,
+        "unavailable": 503,
+    },
     GRPC: {
         "ok": grpc.StatusCode.OK,
+        "unavailable": grpc.StatusCode.UNAVAILABLE,
         "invalid": grpc.StatusCode.INVALID_ARGUMENT,
         "unauthenticated": grpc.StatusCode.UNAUTHENTICATED,
         "forbidden": grpc.StatusCode.PERMISSION_DENIED,

@@ -27,7 +27,16 @@ from conftest import (
     infer_credit_risk,
     start_server,
 )
-from test_admin_api import GRPC, HTTP, STATUS, TRANSPORTS, Gateway, open_gateway
+from test_admin_api import (
+    GRPC,
+    HTTP,
+    STATUS,
+    TRANSPORTS,
+    Gateway,
+    GrpcAdmin,
+    HttpAdmin,
+    open_gateway,
+)
 
 from gateway.control import JOURNAL_EXPORTED
 from gateway.governance.ledger import ADMIN, PREDICTIONS, iter_records
@@ -156,3 +165,17 @@ def test_exported_files_match_the_journal(tmp_path: Path) -> None:
     for record in written:
         assert record["hash"] == kept[record["seq"]].hash
         assert record["payload"] == kept[record["seq"]].payload
+
+
+def test_a_server_without_a_journal_says_so(tmp_path: Path) -> None:
+    copy_credit_risk(tmp_path / "models")
+    config = "[journal]\nenabled = false\n"
+    with start_server(tmp_path / "models", config, config_dir=tmp_path) as server:
+        grpc_admin = GrpcAdmin(server)
+        try:
+            for transport, client in ((HTTP, HttpAdmin(server)), (GRPC, grpc_admin)):
+                answer = client.call("ExportJournal", {"stream": PREDICTIONS}, server.admin_token)
+                assert answer.status == STATUS[transport]["unavailable"], answer
+                assert "without a journal" in answer.error
+        finally:
+            grpc_admin.close()

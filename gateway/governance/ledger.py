@@ -361,9 +361,7 @@ class Ledger:
         `until_ns` when given, into its export folder (`[journal] export_dir`, default
         `<path>/exports`) and move the mark (`export_from`, in a worker thread); None, writing
         nothing, when nothing is new. One export at a time. Raises ValueError for an unknown
-        stream."""
-        if stream not in self.journal.options.streams:
-            raise ValueError(f"unknown journal stream {stream!r}")
+        stream (the journal's own check)."""
         async with self._export_lock:
             return await asyncio.to_thread(self._export_new, stream, until_ns)
 
