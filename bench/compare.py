@@ -167,7 +167,8 @@ def _triton(dynamic_batching: bool) -> PeerStart:
             name=name,
             max_batch_size=batching.max_batch_size,
             dynamic_batching=dynamic_batching,
-            max_queue_delay_us=batching.max_queue_delay_us,
+            # Triton has no adaptive wait: its nearest is no wait (batch what queued while busy)
+            max_queue_delay_us=batching.max_queue_delay_us if batching.batch_wait == "fixed" else 0,
             host=config.host,
         )
 

@@ -3,8 +3,19 @@
 Requests with equal batch keys (same input names, dtypes and non-batch dimensions, same parameters)
 are concatenated along the batch dimension, run once, and the outputs are sliced back by rows, in
 order. With `max_queue_delay_ns` = 0 a batch holds whatever queued while the previous run was busy,
-so a lone request never waits; a positive delay lets the head of the queue wait that long for
-others.
+so a lone request never waits; a positive delay lets the head of the queue wait up to that long
+for others, in one of two ways:
+
+* fixed (Triton's dynamic batcher): the head waits the whole delay unless the batch fills.
+* adaptive (`adaptive_wait`, `_AdaptiveWait`): the head waits only while requests keep coming:
+  the batch goes once some event-loop passes in a row bring no new request (or at the delay, or
+  when full). How many quiet passes end a wait adapts: QUIET_PASSES_BASE at first, doubled (up
+  to QUIET_PASSES_MAX) after a wait that gained a request, halved (down to the base) after one
+  that did not; once FRUITLESS_WAITS waits in a row at the base gained nothing, requests stop
+  waiting, but for a probe every PROBE_EVERY dispatches that finds out whether waiting pays
+  again. A lone request thus goes at once, while under load requests merge even when the
+  transport hands them over one per loop pass (grpc.aio does): every run saved is a thread hop
+  and a model call less per request.
 
 Threads: the queue, the timers and every future belong to the event loop; `instances` worker
 threads take whole batches from a SimpleQueue, run `_execute` (which touches nothing but the
@@ -31,6 +42,61 @@ logger = logging.getLogger("modelgate")
 RunFn = Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]
 Observer = Callable[[Mapping[str, np.ndarray], list[np.ndarray]], None]
 Results = list[tuple[list[np.ndarray], "Timing"]]
+QUIET_PASSES_BASE = 8
+QUIET_PASSES_MAX = 32
+PROBE_EVERY = 8
+FRUITLESS_WAITS = 4
+
+
+class _AdaptiveWait:
+    """When the head of the queue stops waiting, in adaptive mode (module doc). Event loop."""
+
+    def __init__(self) -> None:
+        self.arrivals = 0  # requests submitted so far (the batcher counts them)
+        self._waiting = False
+        self._began = 0  # arrivals when the current wait began
+        self._seen = 0  # arrivals at the last look
+        self._quiet = 0  # passes in a row without an arrival
+        self._limit = QUIET_PASSES_BASE  # quiet passes that end a wait; 0: no waiting
+        self._fruitless = 0  # waits in a row at the base that gained nothing
+        self._unprobed = 0  # dispatches without a wait since the last probe
+
+    def keep_waiting(self) -> bool:
+        """Once per loop pass while the head may still wait: whether to wait one more pass.
+        The first False ends the wait."""
+        if not self._waiting:
+            if not self._limit:
+                self._unprobed += 1
+                if self._unprobed < PROBE_EVERY:
+                    return False
+                self._unprobed = 0
+            self._waiting = True
+            self._began = self._seen = self.arrivals
+            self._quiet = 0
+            return True
+        if self.arrivals != self._seen:
+            self._seen = self.arrivals
+            self._quiet = 0
+            return True
+        allowed = self._limit or QUIET_PASSES_BASE  # a probe waits the base number
+        self._quiet += 1
+        if self._quiet < allowed:
+            return True
+        self._waiting = False
+        if self.arrivals > self._began:  # the wait gained someone: worth more
+            self._limit = min(2 * allowed, QUIET_PASSES_MAX)
+            self._fruitless = 0
+        elif allowed > QUIET_PASSES_BASE:
+            self._limit = allowed // 2
+        else:
+            self._fruitless += 1
+            if self._fruitless >= FRUITLESS_WAITS:
+                self._limit = 0
+        return False
+
+    def cut_short(self) -> None:
+        """The batch went for another reason (full, the delay ran out)."""
+        self._waiting = False
 
 
 class BatchError(Exception):
@@ -66,6 +132,7 @@ class DynamicBatcher:
         name: str,
         max_batch_size: int,
         max_queue_delay_ns: int,
+        adaptive_wait: bool,
         instances: int,
         on_batch: Callable[[Timing], None],
     ) -> None:
@@ -75,6 +142,7 @@ class DynamicBatcher:
         self._observer: Observer | None = None
         self._max_rows = max_batch_size  # 0: one request per run
         self._delay_s = max_queue_delay_ns / 1e9
+        self._wait = _AdaptiveWait() if adaptive_wait else None
         self._instances = instances
         self._on_batch = on_batch
         # crosses threads: batches to the workers (None stops one)
@@ -104,6 +172,8 @@ class DynamicBatcher:
         self._queue.append(
             _Pending(feeds, rows, key, future, perf_counter_ns(), now + self._delay_s)
         )
+        if self._wait is not None:
+            self._wait.arrivals += 1
         if not self._dispatch_scheduled and self._busy < self._instances:
             # call_soon, not a direct call: requests decoded in this loop pass may join the batch
             self._dispatch_scheduled = True
@@ -119,9 +189,16 @@ class DynamicBatcher:
                 self._queue.popleft()
                 continue
             if self._delay_s and loop.time() < head.deadline and not self._full(head.key):
-                if self._timer is None:
-                    self._timer = loop.call_at(head.deadline, self._on_timer)
-                return
+                if self._wait is None:
+                    if self._timer is None:
+                        self._timer = loop.call_at(head.deadline, self._on_timer)
+                    return
+                if self._wait.keep_waiting():
+                    self._dispatch_scheduled = True
+                    loop.call_soon(self._dispatch)  # look again after the next pass
+                    return
+            elif self._wait is not None:
+                self._wait.cut_short()
             self._busy += 1
             self._work.put((loop, self._take(head.key)))
 
@@ -238,7 +315,7 @@ class DynamicBatcher:
                     pending.future.set_exception(error)
         if self._drained is not None and self._busy == 0:
             self._drained.set_result(None)
-        elif self._queue:
+        elif self._queue and not self._dispatch_scheduled:  # else a wait looks next pass
             self._dispatch()
 
     async def close(self) -> None:

@@ -20,6 +20,7 @@ from gateway.lifecycle.breaker import BreakerConfig
 from gateway.monitoring.drift import DriftConfig
 
 RECORD_CAPTURES = ("none", "digest", "full", "sampled")  # see governance/predictions.py
+BATCH_WAITS = ("adaptive", "fixed")  # see batching.py
 IMPORTANCES = ("low", "moderate", "high", "critical")  # see governance/approvals.py
 
 
@@ -33,6 +34,8 @@ class ModelConfig:
 
     max_batch_size: int = 64  # rows per ONNX Runtime run; 0 turns dynamic batching off
     max_queue_delay_us: int = 0  # how long a request may wait for others to join its batch
+    # adaptive: wait only while requests keep arriving (up to the delay) | fixed: the whole delay
+    batch_wait: str = "adaptive"
     instances: int = 1  # runs of one version that may execute at once (worker threads)
     timeout_ms: int = 0  # a request not answered in this time fails over (0: no limit)
     intra_op_threads: int = 1  # ONNX Runtime threads inside one operator
@@ -57,6 +60,8 @@ class ModelConfig:
         for name in ("instances", "intra_op_threads", "inter_op_threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if self.batch_wait not in BATCH_WAITS:
+            raise ConfigError(f"batch_wait must be one of {', '.join(BATCH_WAITS)}")
         if self.record_capture not in RECORD_CAPTURES:
             raise ConfigError(f"record_capture must be one of {', '.join(RECORD_CAPTURES)}")
         if self.importance not in IMPORTANCES:

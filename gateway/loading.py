@@ -80,6 +80,7 @@ def serve_version(source: VersionSource, opened: OpenedVersion) -> LoadedVersion
         name=f"{source.model}-{source.version}",
         max_batch_size=config.max_batch_size,
         max_queue_delay_ns=config.max_queue_delay_us * 1000,
+        adaptive_wait=config.batch_wait == "adaptive",
         instances=config.instances,
         on_batch=stats.record_batch,
     )

@@ -14,7 +14,14 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
-from gateway.batching import BatchError, DynamicBatcher, Timing
+from gateway.batching import (
+    FRUITLESS_WAITS,
+    PROBE_EVERY,
+    QUIET_PASSES_BASE,
+    BatchError,
+    DynamicBatcher,
+    Timing,
+)
 
 WIDTH = 5
 WAIT_S = 10.0  # bound on any wait for a worker thread; never reached when the code is right
@@ -57,7 +64,13 @@ class FakeModel:
 
 def make_batcher(model: FakeModel, **options) -> tuple[DynamicBatcher, list[Timing]]:
     batches: list[Timing] = []
-    settings = {"max_batch_size": 8, "max_queue_delay_ns": 0, "instances": 1, **options}
+    settings = {
+        "max_batch_size": 8,
+        "max_queue_delay_ns": 0,
+        "adaptive_wait": False,
+        "instances": 1,
+        **options,
+    }
     batcher = DynamicBatcher(model, name="test", on_batch=batches.append, **settings)
     return batcher, batches
 
@@ -89,11 +102,12 @@ def assert_outputs(got: list[np.ndarray], feeds: Mapping[str, np.ndarray]) -> No
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("max_batch_size", [1, 4, 16])
 @pytest.mark.parametrize("delay_ns", [0, 200_000])
-async def test_batched_equals_unbatched(seed, max_batch_size, delay_ns):
+@pytest.mark.parametrize("adaptive", [False, True])
+async def test_batched_equals_unbatched(seed, max_batch_size, delay_ns, adaptive):
     rng = np.random.default_rng(seed * 100 + max_batch_size)
     model = FakeModel()
     batcher, batches = make_batcher(
-        model, max_batch_size=max_batch_size, max_queue_delay_ns=delay_ns
+        model, max_batch_size=max_batch_size, max_queue_delay_ns=delay_ns, adaptive_wait=adaptive
     )
     payloads = [
         request(rng, int(rng.integers(1, max_batch_size + 1)), tag=i)
@@ -220,9 +234,7 @@ async def test_outputs_that_cannot_be_split_fail_the_batch():
         return [feeds["x"].sum(keepdims=True)]  # one row whatever the batch: unsplittable
 
     rng = np.random.default_rng(12)
-    batcher = DynamicBatcher(
-        summed, name="t", max_batch_size=8, max_queue_delay_ns=0, instances=1, on_batch=id
-    )
+    batcher, _ = make_batcher(summed, max_batch_size=8)
     try:
         results = await asyncio.wait_for(
             asyncio.gather(
@@ -292,7 +304,8 @@ async def test_without_delay_a_lone_request_runs_at_once():
 
 
 async def test_a_queue_delay_merges_requests_submitted_within_it():
-    """The head waits (here up to a minute) for others; the batch goes as soon as it is full."""
+    """Fixed wait: the head waits (here up to a minute) for others, however quiet the loop; the
+    batch goes as soon as it is full."""
     rng = np.random.default_rng(16)
     model = FakeModel()
     batcher, _ = make_batcher(model, max_batch_size=3, max_queue_delay_ns=60 * 10**9)
@@ -328,6 +341,133 @@ async def test_a_queue_delay_expires():
     assert timing.batch_size == 2
 
 
+async def test_adaptive_wait_sends_a_lone_request_after_a_few_quiet_passes():
+    """Adaptive: with a minute of allowed delay, a request nobody joins goes once a few loop
+    passes brought no one (well within WAIT_S)."""
+    rng = np.random.default_rng(30)
+    model = FakeModel()
+    batcher, _ = make_batcher(
+        model, max_batch_size=8, max_queue_delay_ns=60 * 10**9, adaptive_wait=True
+    )
+    payload = request(rng, 1)
+    try:
+        outputs, _ = await asyncio.wait_for(batcher.submit(payload, 1, 0), WAIT_S)
+    finally:
+        await batcher.close()
+    assert_outputs(outputs, payload)
+    assert model.batch_rows == [1]
+
+
+async def submit_spaced(
+    batcher: DynamicBatcher, payloads: list[dict[str, np.ndarray]], passes: int
+) -> list[asyncio.Future]:
+    """Submit `payloads` one by one, `passes` loop passes apart (each sleep(0) is one)."""
+    futures = []
+    for index, payload in enumerate(payloads):
+        for _ in range(passes if index else 0):
+            await asyncio.sleep(0)
+        futures.append(batcher.submit(payload, 1, 0))
+    return futures
+
+
+async def test_adaptive_wait_holds_while_requests_keep_coming():
+    """Requests arriving a loop pass apart (as grpc.aio hands calls over) share one run, for
+    longer than the quiet passes that end a wait."""
+    rng = np.random.default_rng(31)
+    model = FakeModel()
+    batcher, _ = make_batcher(
+        model, max_batch_size=64, max_queue_delay_ns=60 * 10**9, adaptive_wait=True
+    )
+    payloads = [request(rng, 1, tag=i) for i in range(3 * QUIET_PASSES_BASE)]
+    try:
+        futures = await submit_spaced(batcher, payloads, 1)
+        results = await asyncio.wait_for(asyncio.gather(*futures), WAIT_S)
+    finally:
+        await batcher.close()
+    assert model.batch_rows == [len(payloads)]
+    for payload, (outputs, _) in zip(payloads, results, strict=True):
+        assert_outputs(outputs, payload)
+
+
+async def test_adaptive_wait_learns_how_long_waiting_pays():
+    """A wait that gained a request doubles the quiet passes the next one allows (8 -> 16), so
+    requests twelve passes apart then merge; waits that gain nothing halve it, down to the base
+    (8); FRUITLESS_WAITS of them in a row at the base stop waiting, but for a probe every
+    PROBE_EVERY dispatches, which finds requests a pass apart again. Each phase starts with no
+    run in progress."""
+    rng = np.random.default_rng(32)
+    model = FakeModel()
+    batcher, _ = make_batcher(
+        model, max_batch_size=8, max_queue_delay_ns=60 * 10**9, adaptive_wait=True
+    )
+
+    async def phase(count: int, passes: int) -> list[int]:
+        runs = len(model.runs)
+        futures = await submit_spaced(batcher, [request(rng, 1) for _ in range(count)], passes)
+        await asyncio.wait_for(asyncio.gather(*futures), WAIT_S)
+        return model.batch_rows[runs:]
+
+    try:
+        assert await phase(3, 1) == [3]  # a pass apart: one run, and the wait gained: 8 -> 16
+        assert await phase(2, 12) == [2]  # merged by the longer wait: 16 -> 32
+        for _ in range(2):  # lone waits: 32 -> 16 -> 8
+            assert await phase(1, 0) == [1]
+        assert await phase(2, 12) == [1, 1]  # at the base: apart, two fruitless waits
+        assert await phase(2, 1) == [2]  # a gain: 8 -> 16, and the fruitless count restarts
+        for _ in range(FRUITLESS_WAITS):  # 16 -> 8, then one short of stopping
+            assert await phase(1, 0) == [1]
+        assert await phase(2, 1) == [2]  # still waiting: 8 -> 16
+        for _ in range(1 + FRUITLESS_WAITS):  # 16 -> 8, then enough to stop
+            assert await phase(1, 0) == [1]
+        # no more waiting: a lone request, then pairs a pass apart; the probe falls on the
+        # fourth pair's first request (each request is one dispatch)
+        assert await phase(1, 0) == [1]
+        pairs = [await phase(2, 1) for _ in range(PROBE_EVERY // 2)]
+    finally:
+        await batcher.close()
+    assert pairs == [[1, 1]] * (PROBE_EVERY // 2 - 1) + [[2]]
+
+
+async def test_adaptive_wait_cut_short_by_a_full_batch_gains_nothing_later():
+    """A wait that ends because the batch filled is over: the lone requests after it do not
+    count as its gains, so FRUITLESS_WAITS of them stop waiting."""
+    rng = np.random.default_rng(34)
+    model = FakeModel()
+    batcher, _ = make_batcher(
+        model, max_batch_size=2, max_queue_delay_ns=60 * 10**9, adaptive_wait=True
+    )
+    try:
+        futures = await submit_spaced(batcher, [request(rng, 1) for _ in range(2)], 1)
+        await asyncio.wait_for(asyncio.gather(*futures), WAIT_S)
+        for _ in range(FRUITLESS_WAITS):
+            await asyncio.wait_for(batcher.submit(request(rng, 1), 1, 0), WAIT_S)
+        futures = await submit_spaced(batcher, [request(rng, 1) for _ in range(2)], 1)
+        await asyncio.wait_for(asyncio.gather(*futures), WAIT_S)
+    finally:
+        await batcher.close()
+    assert model.batch_rows == [2] + [1] * FRUITLESS_WAITS + [1, 1]
+
+
+async def test_adaptive_wait_ends_at_the_delay():
+    """Requests that never stop coming hold the head no longer than the delay (1 ms)."""
+    rng = np.random.default_rng(33)
+    model = FakeModel()
+    batcher, _ = make_batcher(
+        model, max_batch_size=10**6, max_queue_delay_ns=1_000_000, adaptive_wait=True
+    )
+    futures = []
+    try:
+        while not model.started.is_set() and len(futures) < 10**5:
+            futures.append(batcher.submit(request(rng, 1), 1, 0))
+            await loop_passes(1)
+        await asyncio.wait_for(asyncio.gather(*futures), WAIT_S)
+    finally:
+        await batcher.close()
+    assert model.started.is_set()
+    assert len(model.batch_rows) >= 2  # the first run went while requests still came
+    assert sum(model.batch_rows) == len(futures)
+
+
 async def test_requests_queue_behind_a_busy_instance_and_then_batch():
     rng = np.random.default_rng(18)
     model = FakeModel()
@@ -358,9 +498,7 @@ async def test_instances_run_in_parallel():
         barrier.wait()
         return FakeModel.alone(feeds)
 
-    batcher = DynamicBatcher(
-        meet, name="t", max_batch_size=8, max_queue_delay_ns=0, instances=2, on_batch=id
-    )
+    batcher, _ = make_batcher(meet, max_batch_size=8, instances=2)
     payloads = [request(rng, 2, tag=0), request(rng, 2, tag=1)]
     try:
         results = await asyncio.wait_for(

@@ -1052,7 +1052,7 @@ def test_triton_peers_differ_in_dynamic_batching_only(
         name: (tmp_path / name / "models" / "credit_risk" / "config.pbtxt").read_text()
         for name in PEERS_TRITON
     }
-    # as the model's config.toml: max_batch_size 64, max_queue_delay_us 0
+    # as the model's config.toml: max_batch_size 64; its adaptive wait maps to no wait
     assert "max_batch_size: 64" in texts[TRITON] and "max_batch_size: 64" in texts[TRITON_NOBATCH]
     assert "dynamic_batching { max_queue_delay_microseconds: 0 }" in texts[TRITON]
     assert texts[TRITON_NOBATCH] == texts[TRITON].replace(

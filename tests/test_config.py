@@ -109,6 +109,7 @@ def test_wrong_type_is_named(tmp_path, text, named):
         ("[model_defaults]\ninstances = 0\n", "instances"),
         ("[model_defaults]\nmax_batch_size = -1\n", "max_batch_size"),
         ("[model_defaults]\nmax_queue_delay_us = -5\n", "max_queue_delay_us"),
+        ("[model_defaults]\nbatch_wait = 'sometimes'\n", "batch_wait"),
         ("[model_defaults]\nintra_op_threads = 0\n", "intra_op_threads"),
         ("[model_defaults]\nshapes = { x = [-2, 3] }\n", "shapes.x"),
         ("[model_defaults]\nshapes = { x = 'any' }\n", "shapes.x"),

@@ -51,6 +51,7 @@ max_ejection_s = 1.0
 MODEL_CONFIG = """
 max_batch_size = 64
 max_queue_delay_us = 5000
+batch_wait = "fixed"
 warmup_file = "warmup.json"
 """
 
@@ -58,6 +59,7 @@ warmup_file = "warmup.json"
 SLOW_CONFIG = """
 max_batch_size = 64
 max_queue_delay_us = 2000000
+batch_wait = "fixed"
 timeout_ms = 50
 warmup_samples = 0
 """
