@@ -151,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests in flight, comma list incl. 1 "
         f"(default {_csv(FULL.concurrency)}; quick {_csv(QUICK.concurrency)})",
     )
+    cmp.add_argument(
+        "--modelgate-config",
+        type=Path,
+        default=None,
+        help="server TOML for Modelgate, e.g. to measure the serving core with [journal] and "
+        "[monitoring] off (default: the server's defaults, journal on)",
+    )
     _run_options(
         cmp,
         FULL,
@@ -533,6 +540,7 @@ def _compare(args: argparse.Namespace) -> int:
         paths=args.paths,
         concurrency=tuple(sorted(set(concurrency))),
         cache_dir=args.cache_dir,
+        modelgate_config=args.modelgate_config,
         **_run_fields(args, FULL, QUICK),
     )
     run = _Output(args.out, "compare")

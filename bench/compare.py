@@ -63,6 +63,7 @@ class CompareConfig(RunSettings):
     paths: tuple[str, ...] = tuple(PATHS)
     concurrency: tuple[int, ...] = DEFAULT_CONCURRENCY
     cache_dir: Path = field(default_factory=venvs.default_cache_dir)
+    modelgate_config: Path | None = None  # a server TOML for Modelgate; None: its defaults
 
 
 @dataclass
@@ -126,10 +127,18 @@ PeerStart = Callable[[CompareConfig, ModelSpec, Path, Path], peers.PeerSpec]
 def _modelgate(
     config: CompareConfig, model: ModelSpec, model_file: Path, tmp: Path
 ) -> peers.PeerSpec:
-    # the server's defaults, the journal (prediction records) included, in a folder of its own
-    notes = (peers.MODELGATE_NOTE, "journal on (defaults: async records, digest capture)")
+    # the server's defaults, the journal (prediction records) included, in a folder of its own,
+    # unless a server config says otherwise
+    if config.modelgate_config is None:
+        setup = "journal on (defaults: async records, digest capture)"
+    else:
+        setup = f"server config {config.modelgate_config}"
     return peers.modelgate_spec(
-        config.model_repository, host=config.host, journal=tmp / "journal", notes=notes
+        config.model_repository,
+        host=config.host,
+        config=config.modelgate_config,
+        journal=tmp / "journal",
+        notes=(peers.MODELGATE_NOTE, setup),
     )
 
 

@@ -1064,6 +1064,34 @@ def test_triton_peers_differ_in_dynamic_batching_only(
     assert PEERS[TRITON].paths == PEERS[TRITON_NOBATCH].paths == TRITON_PATHS
 
 
+def test_compare_runs_modelgate_with_the_server_config_given(tmp_path: Path) -> None:
+    """--modelgate-config reaches the server: here it turns the journal off (the server logs its
+    journal at start only when on), and the run's notes say which config ran."""
+    server_config = tmp_path / "core.toml"
+    server_config.write_text("[journal]\nenabled = false\n")
+    config = CompareConfig(
+        model_repository=EXAMPLES,
+        model="credit_risk",
+        servers=("modelgate",),
+        paths=("http-json",),
+        concurrency=(1,),
+        duration_s=0.3,
+        repeats=1,
+        warmup_s=0.0,
+        client="python",
+        pin=False,
+        modelgate_config=server_config,
+    )
+    logs = tmp_path / "logs"
+    result = run_compare(config, log_dir=logs, say=lambda _: None)
+    assert not result.failed, result.skipped
+    assert [p.server for p in result.points if p.runs] == ["modelgate"]
+    assert result.meta["server_notes"]["modelgate"][1] == f"server config {server_config}"
+    log = (logs / "modelgate.log").read_text()
+    assert "ready: yes" in log
+    assert "checkpoints signed by" not in log
+
+
 def test_compare_measures_triton(triton_install: TritonInstall, tmp_path: Path) -> None:
     result = run_compare(_triton_config(triton_install), log_dir=tmp_path, say=lambda _: None)
     assert not result.failed, result.skipped
