@@ -5,8 +5,8 @@ per-feature and per-output counts over the version's profile bins or categories
 (`gateway.kernels.sketch`, GIL released), in the window of fixed length that the clock is in.
 Batches are staged and counted together, one kernel call per tensor for up to `STAGE_ROWS`
 rows: a call costs about a microsecond whatever the rows, and every call releases and retakes
-the GIL, which with one batch per request (gRPC brings requests one at a time) cost the
-gateway more than the counting. Anything that reads the counts counts what is staged first,
+the GIL, which with one batch per request (lone requests, or gRPC without a batching wait)
+cost the gateway more than the counting. Anything that reads the counts counts what is staged first,
 and the stage is counted before the window changes, so reads are exact and rows land in the
 window they arrived in.
 Windows are aligned to multiples of ``window_s`` since the epoch, so windows of several workers
