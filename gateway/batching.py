@@ -142,7 +142,8 @@ class DynamicBatcher:
         self._observer: Observer | None = None
         self._max_rows = max_batch_size  # 0: one request per run
         self._delay_s = max_queue_delay_ns / 1e9
-        self._wait = _AdaptiveWait() if adaptive_wait else None
+        # adaptive waits need a delay to spend; without one a lone request never waits anyway
+        self._wait = _AdaptiveWait() if adaptive_wait and max_queue_delay_ns else None
         self._instances = instances
         self._on_batch = on_batch
         # crosses threads: batches to the workers (None stops one)
