@@ -326,11 +326,19 @@ async def test_a_queue_delay_merges_requests_submitted_within_it():
         assert timing.batch_size == 3
 
 
-async def test_a_queue_delay_expires():
-    """A request alone in the queue goes when its delay runs out (1 ms here)."""
+@pytest.mark.parametrize(
+    ("adaptive", "delay_ns"),
+    [(False, 1_000_000), (True, 60 * 10**9)],
+    ids=["fixed-1ms", "adaptive-1min"],
+)
+async def test_a_lone_request_goes_alone(adaptive, delay_ns):
+    """Fixed: a request alone in the queue goes when its delay (1 ms) runs out. Adaptive: with
+    a minute of allowed delay, it goes once a few loop passes brought no one (within WAIT_S)."""
     rng = np.random.default_rng(17)
     model = FakeModel()
-    batcher, _ = make_batcher(model, max_batch_size=64, max_queue_delay_ns=1_000_000)
+    batcher, _ = make_batcher(
+        model, max_batch_size=64, max_queue_delay_ns=delay_ns, adaptive_wait=adaptive
+    )
     payload = request(rng, 2)
     try:
         outputs, timing = await asyncio.wait_for(batcher.submit(payload, 2, 0), WAIT_S)
@@ -339,23 +347,6 @@ async def test_a_queue_delay_expires():
     assert_outputs(outputs, payload)
     assert model.batch_rows == [2]
     assert timing.batch_size == 2
-
-
-async def test_adaptive_wait_sends_a_lone_request_after_a_few_quiet_passes():
-    """Adaptive: with a minute of allowed delay, a request nobody joins goes once a few loop
-    passes brought no one (well within WAIT_S)."""
-    rng = np.random.default_rng(30)
-    model = FakeModel()
-    batcher, _ = make_batcher(
-        model, max_batch_size=8, max_queue_delay_ns=60 * 10**9, adaptive_wait=True
-    )
-    payload = request(rng, 1)
-    try:
-        outputs, _ = await asyncio.wait_for(batcher.submit(payload, 1, 0), WAIT_S)
-    finally:
-        await batcher.close()
-    assert_outputs(outputs, payload)
-    assert model.batch_rows == [1]
 
 
 async def submit_spaced(

@@ -1025,20 +1025,23 @@ def test_journal_cli_rejects_bad_options(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- triton peer
 
 
-def _triton_config(triton_install: TritonInstall, **fields: Any) -> CompareConfig:
+def _short_compare(**fields: Any) -> CompareConfig:
+    """A comparison of the example at 1 in flight, one short run per point, unpinned."""
     return CompareConfig(
         model_repository=EXAMPLES,
         model="credit_risk",
-        servers=(TRITON,),
         concurrency=(1,),
         duration_s=0.3,
         repeats=1,
         warmup_s=0.0,
         client="python",
         pin=False,
-        cache_dir=triton_install.venv.parent,
         **fields,
     )
+
+
+def _triton_config(triton_install: TritonInstall, **fields: Any) -> CompareConfig:
+    return _short_compare(servers=(TRITON,), cache_dir=triton_install.venv.parent, **fields)
 
 
 def test_triton_peers_differ_in_dynamic_batching_only(
@@ -1069,18 +1072,8 @@ def test_compare_runs_modelgate_with_the_server_config_given(tmp_path: Path) -> 
     journal at start only when on), and the run's notes say which config ran."""
     server_config = tmp_path / "core.toml"
     server_config.write_text("[journal]\nenabled = false\n")
-    config = CompareConfig(
-        model_repository=EXAMPLES,
-        model="credit_risk",
-        servers=("modelgate",),
-        paths=("http-json",),
-        concurrency=(1,),
-        duration_s=0.3,
-        repeats=1,
-        warmup_s=0.0,
-        client="python",
-        pin=False,
-        modelgate_config=server_config,
+    config = _short_compare(
+        servers=("modelgate",), paths=("http-json",), modelgate_config=server_config
     )
     logs = tmp_path / "logs"
     result = run_compare(config, log_dir=logs, say=lambda _: None)

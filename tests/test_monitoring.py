@@ -260,22 +260,17 @@ def test_a_profile_given_at_load_is_kept_and_survives_a_restart(tmp_path: Path) 
         assert version["source"]["profile"] == profile["id"]
         assert version["drift"]["profile_id"] == profile["id"]
         assert version["profile_id"] == profile["id"]
-        tampered = {**body, "version": "6", "profile": {**profile, "created_from": {}}}
-        refused = http_request(
-            "POST",
-            f"{first.http_url}/admin/deployments/uploaded/versions",
-            tampered,
-            first.admin_headers(),
-        )
-        assert refused.status == 400 and "id does not match" in refused.json()["error"]
-        not_a_profile = {**body, "version": "7", "profile": {"features": []}}
-        refused = http_request(
-            "POST",
-            f"{first.http_url}/admin/deployments/uploaded/versions",
-            not_a_profile,
-            first.admin_headers(),
-        )
-        assert refused.status == 400 and "modelgate.profile/1" in refused.json()["error"]
+        for version_name, bad_profile, why in (
+            ("6", {**profile, "created_from": {}}, "id does not match"),  # tampered
+            ("7", {"features": []}, "modelgate.profile/1"),  # not a profile
+        ):
+            refused = http_request(
+                "POST",
+                f"{first.http_url}/admin/deployments/uploaded/versions",
+                {**body, "version": version_name, "profile": bad_profile},
+                first.admin_headers(),
+            )
+            assert refused.status == 400 and why in refused.json()["error"]
     assert (journal / "uploads" / "profiles" / f"{profile['id']}.json").is_file()
     with start_server(tmp_path / "models", config_dir=tmp_path, journal_dir=journal) as second:
         send(second, "uploaded", profile_rows(profile, 50, seed=6))
