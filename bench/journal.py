@@ -3,7 +3,7 @@
 Two parts:
 
 appends   The journal alone, in this process pinned to the server core: `callers` coroutines
-          await `Journal.append` of prediction payloads as `prediction_payload` makes them with
+          await `Journal.append` of prediction payloads as `PredictionPayloads` encodes them with
           capture = digest (the model's own rows, its file hash and profile id), each run into a
           fresh journal. Durable appends with fsync = batch at each caller count, async appends
           (durable=False, fsync = batch), and durable appends with fsync = off for reference (the
@@ -45,14 +45,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import uvloop
 
 from gateway.config import ConfigError, ModelConfig, from_mapping
 from gateway.governance.journal import Journal, JournalError, JournalOptions, verify_journal
 from gateway.governance.ledger import PREDICTIONS
-from gateway.governance.predictions import prediction_payload
-from gateway.protocol.types import InferInput, InferRequest, InferResponse
+from gateway.governance.predictions import PredictionPayloads
+from gateway.protocol.types import InferInput
 
 from . import peers
 from .clients import Endpoint
@@ -229,31 +228,23 @@ class AppendPoint:
 
 def prediction_payloads(
     model: ModelSpec, model_file: Path, *, count: int, seed: int
-) -> list[dict[str, Any]]:
-    """`count` prediction payloads as the gateway journals them with capture = digest: the
-    model's file hash and profile id, a distinct request id and input digest each."""
+) -> list[bytes]:
+    """`count` prediction payloads, encoded, as the gateway journals them with capture = digest:
+    the model's file hash and profile id, a distinct request id and input digest each."""
     from gateway.monitoring.profile import load_profile  # only this command needs it
 
     content_hash = hashlib.sha256(model_file.read_bytes()).hexdigest()
     profile = model_file.with_name(PROFILE_FILE)
     profile_id = str(load_profile(profile)["id"]) if profile.is_file() else ""
+    template = PredictionPayloads(model.name, model.version, content_hash, profile_id, "digest", 0)
+    routing = "pinned" if model.version else "latest"
     rng = random.Random(seed)
     payloads = []
     for rows in random_rows(model, batch=1, count=count, seed=seed):
-        request = InferRequest([InferInput(s.name, s.datatype, rows[s.name]) for s in model.inputs])
-        response = InferResponse(model.name, model.version, [], id=f"{rng.getrandbits(128):032x}")
-        payloads.append(
-            prediction_payload(
-                request,
-                response,
-                capture="digest",
-                sample_percent=0.0,
-                content_hash=content_hash,
-                profile_id=profile_id,
-                latency_ns=rng.randrange(50_000, 500_000),
-                routing="pinned" if model.version else "latest",
-            )
-        )
+        inputs = [InferInput(s.name, s.datatype, rows[s.name]) for s in model.inputs]
+        request_id = f"{rng.getrandbits(128):032x}"
+        latency_us = rng.randrange(50_000, 500_000) // 1000
+        payloads.append(template.encode(inputs, [], request_id, latency_us, routing))
     return payloads
 
 
@@ -267,7 +258,7 @@ class _Drive:
 async def _drive(
     journal: Journal,
     case: AppendCase,
-    payloads: Sequence[dict[str, Any]],
+    payloads: Sequence[bytes],
     warmup_s: float,
     duration_s: float,
 ) -> AppendRun:
@@ -310,7 +301,7 @@ async def _drive(
 
 def measure_appends(
     case: AppendCase,
-    payloads: Sequence[dict[str, Any]],
+    payloads: Sequence[bytes],
     root: Path,
     *,
     warmup_s: float,
@@ -793,7 +784,7 @@ def run_journal_bench(
         payloads = prediction_payloads(
             model, model_file, count=config.payload_pool, seed=config.seed
         )
-        payload_bytes = float(np.mean([len(orjson.dumps(p)) for p in payloads]))
+        payload_bytes = float(np.mean([len(p) for p in payloads]))
         run.appends(payloads)
     if "gateway" in config.parts:
         run.gateway()
@@ -860,7 +851,7 @@ class _JournalRun:
 
     # appends
 
-    def appends(self, payloads: Sequence[dict[str, Any]]) -> None:
+    def appends(self, payloads: Sequence[bytes]) -> None:
         """Every case once per repeat, interleaved; in this thread pinned to the server core
         (the journal's writer thread, started meanwhile, inherits it)."""
         config = self.config

@@ -6,7 +6,7 @@ lifecycle/warmup.py."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from gateway.backends.base import Backend, Runner
 from gateway.backends.onnx import OnnxBackend
 from gateway.batching import DynamicBatcher
 from gateway.config import ModelConfig
+from gateway.governance.predictions import PredictionPayloads
 from gateway.monitoring.profile import load_profile
 from gateway.protocol.datatypes import BY_NAME
 from gateway.protocol.types import ModelSignature
@@ -50,6 +51,16 @@ class LoadedVersion:
     # output name -> (position in the backend's outputs, V2 datatype)
     outputs: dict[str, tuple[int, str]]
     identity: VersionIdentity
+    # its prediction records' payloads (the deployment is the version's `name`)
+    payloads: PredictionPayloads = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        config, identity = self.config, self.identity
+        payloads = PredictionPayloads(
+            self.name, self.version, identity.content_hash, identity.profile_id,
+            config.record_capture, config.record_sample_percent,
+        )  # fmt: skip
+        object.__setattr__(self, "payloads", payloads)  # frozen: derived once, here
 
     @property
     def signature(self) -> ModelSignature:

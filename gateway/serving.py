@@ -17,7 +17,6 @@ State by lifetime:
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
 import math
@@ -40,10 +39,9 @@ from gateway.errors import (
     ModelUnavailable,
     PredictionNotFound,
 )
-from gateway.governance.access import PRINCIPAL
-from gateway.governance.journal import JournalFull, JournalStats
-from gateway.governance.ledger import PREDICTIONS, Ledger
-from gateway.governance.predictions import deferrable, prediction_payload
+from gateway.governance.journal import JournalStats
+from gateway.governance.ledger import Ledger
+from gateway.governance.recorder import PredictionRecorder
 from gateway.lifecycle.registry import Registry, VersionEntry, VersionState
 from gateway.lifecycle.router import FAILOVER, PINNED
 from gateway.lifecycle.shadow import ShadowSender
@@ -89,6 +87,7 @@ class InferenceService:
         self.loaded = False  # set once the repository's versions were tried
         self._tracer = make_tracer(config.tracing)
         self._ledger = ledger
+        self._recorder = None if ledger is None else PredictionRecorder(ledger.journal)
         self._shadows = ShadowSender()
         monitoring = config.monitoring
         self._keep_predictions = monitoring.accuracy
@@ -189,8 +188,10 @@ class InferenceService:
             if route is not None and route.shadows:
                 for shadow in route.shadows:
                     self._shadows.send(shadow, checked, outputs)
-            if self._ledger is not None:
-                await self._record(self._ledger, target, request, response, started, reason)
+            if self._recorder is not None:
+                appending = self._recorder.record(target, request, response, started, reason)
+                if appending is not None:
+                    await appending
         except GatewayError as error:
             if blamed is None and route is not None:
                 # rejected before routing (undecodable): the version it would have reached
@@ -268,44 +269,6 @@ class InferenceService:
         if entry.state is not VersionState.READY or entry.loaded is None:
             raise ModelNotReady(deployment, version, entry.state.value)
         return entry
-
-    @staticmethod
-    async def _record(
-        ledger: Ledger,
-        target: LoadedVersion,
-        request: InferRequest,
-        response: InferResponse,
-        started: int,
-        routing: str,
-    ) -> None:
-        """Journal the prediction: queued without waiting (back-pressure only when the queue is
-        full), or, for a model with record_durable, awaited until it is on disk. A small
-        request's payload is made by the journal's writer thread, with the rest of its group.
-        Queued by a plain call when there is room, which costs the request path less than the
-        coroutine `append` is; when there is none, `append` waits in line or refuses, as
-        [journal] when_full says."""
-        config = target.config
-        make = functools.partial(
-            prediction_payload,
-            request,
-            response,
-            capture=config.record_capture,
-            sample_percent=config.record_sample_percent,
-            content_hash=target.identity.content_hash,
-            profile_id=target.identity.profile_id,
-            latency_ns=perf_counter_ns() - started,
-            routing=routing,
-        )
-        payload = make if deferrable(request, response) else make()
-        journal, actor, durable = ledger.journal, PRINCIPAL.get().actor, config.record_durable
-        if not durable:
-            try:
-                journal.append_nowait(PREDICTIONS, "prediction", actor, payload)
-            except JournalFull:
-                pass  # no room: append waits in line or refuses, as when_full says
-            else:
-                return
-        await journal.append(PREDICTIONS, "prediction", actor, payload, durable=durable)
 
     async def prediction(self, request_id: str) -> dict[str, Any]:
         """The prediction record of `request_id` (the traceability API). Raises NotFound."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from gateway.bench import h2load, loadgen, report, wrk
 from gateway.bench.cli import main
@@ -94,6 +95,7 @@ from tritonclient.grpc import service_pb2
 
 from gateway.config import load_server_config
 from gateway.governance.journal import JournalStats, verify_journal
+from gateway.governance.records import encode_payload
 from gateway.metrics import exposition, make_registry
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "models"
@@ -787,7 +789,8 @@ def test_journal_median_append_is_fieldwise() -> None:
 def test_journal_appends_measure_a_real_journal(tmp_path: Path) -> None:
 
     payloads = [
-        {"request_id": f"{i:032x}", "model": "m", "input_digest": "0" * 64} for i in range(8)
+        encode_payload({"request_id": f"{i:032x}", "model": "m", "input_digest": "0" * 64})
+        for i in range(8)
     ]
     for durable in (True, False):
         root = tmp_path / str(durable)
@@ -810,14 +813,15 @@ def test_journal_prediction_payloads_are_digest_records(tmp_path: Path) -> None:
     model = ModelSpec("m", (TensorSpec("x", "FP32", (-1, 3)),), (), "2")
     model_file = tmp_path / "model.onnx"
     model_file.write_bytes(b"not really onnx")
-    payloads = prediction_payloads(model, model_file, count=3, seed=1)
+    encoded = prediction_payloads(model, model_file, count=3, seed=1)
+    payloads = [orjson.loads(p) for p in encoded]
     assert len({p["request_id"] for p in payloads}) == 3
     assert len({p["input_digest"] for p in payloads}) == 3
     first = payloads[0]
     assert first["model"] == "m" and first["version"] == "2" and first["routing"] == "pinned"
     assert first["profile_id"] == "" and len(first["content_hash"]) == 64
     assert "inputs" not in first
-    assert prediction_payloads(model, model_file, count=3, seed=1) == payloads
+    assert prediction_payloads(model, model_file, count=3, seed=1) == encoded
 
 
 @pytest.mark.parametrize(

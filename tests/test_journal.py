@@ -62,6 +62,11 @@ DAY_NS = 86_400 * 10**9
 # --- helpers --------------------------------------------------------------------------------------
 
 
+def queue(journal: Journal, stream: str, kind: str, actor: str, payload: dict[str, Any]) -> None:
+    """One record queued without waiting, as the request path queues its predictions."""
+    journal.extend_nowait(stream, kind, [(actor, encode_payload(payload), "")])
+
+
 def build(root: Path, n: int, stream: str = "admin", **options: Any) -> None:
     """A closed journal with `n` records in `stream`; max_group=1 makes one group per record,
     so a small segment_bytes gives several segments."""
@@ -69,7 +74,7 @@ def build(root: Path, n: int, stream: str = "admin", **options: Any) -> None:
     options.setdefault("max_group", 1)
     journal = Journal.open(root, JournalOptions(**options))
     for i in range(n):
-        journal.append_nowait(stream, "op", "alice", {"i": i, "note": "x" * 40})
+        queue(journal, stream, "op", "alice", {"i": i, "note": "x" * 40})
     journal.close()
 
 
@@ -149,17 +154,18 @@ def test_body_is_the_canonical_encoding_and_decodes_back(
     assert body == orjson.dumps(whole, option=orjson.OPT_SORT_KEYS)
     record = decode_body(body, body_hash(body))
     assert record.payload == payload
-    assert record == Record(
+    made = Record(
         seq=seq,
         time_ns=time_ns,
         stream="admin",
         kind=kind,
         actor=actor,
-        payload=payload,
         prev=prev,
         hash=hashlib.sha256(body).hexdigest(),
         body=body,
     )
+    assert record == made
+    assert made.payload == payload  # decoded from the body when not given
 
 
 @pytest.mark.parametrize(
@@ -279,7 +285,7 @@ def test_every_bit_flip_is_damage_before_the_last_record_and_a_torn_tail_in_it(
 def test_resync_never_takes_a_frame_marker_inside_a_payload_for_a_frame(tmp_path: Path) -> None:
     journal = Journal.open(tmp_path, JournalOptions(fsync="off"))
     for _ in range(3):
-        journal.append_nowait("admin", "op", "a", {"text": "MGJ1" * 50})
+        queue(journal, "admin", "op", "a", {"text": "MGJ1" * 50})
     journal.close()
     (path,) = seg_files(tmp_path)
     frames = spans(path)
@@ -472,9 +478,7 @@ async def test_full_queue_makes_callers_wait_in_order_and_drops_nothing(tmp_path
     assert (stats.queued, stats.waiting, stats.in_flight) == (4, 6, 1)
     assert stats.lag_s > 0
     assert [t.done() for t in tasks] == [True] * 4 + [False] * 6
-    with pytest.raises(JournalFull) as full:
-        journal.append_nowait("admin", "op", "a", {})  # cannot wait
-    assert full.value.kind is ErrorKind.UNAVAILABLE and isinstance(full.value, GatewayError)
+    assert not journal.room(1)  # queueing without waiting must go through append
     tasks[7].cancel()  # withdrawn while held back: never written
     await asyncio.gather(tasks[7], return_exceptions=True)
     gate.release.set()
@@ -489,8 +493,9 @@ async def test_full_queue_fails_closed_when_configured(tmp_path: Path) -> None:
     journal, gate, first = await _hold_writer(tmp_path, when_full="fail")
     for i in range(4):
         await journal.append("admin", "op", "a", {"i": i}, durable=False)
-    with pytest.raises(JournalFull):
+    with pytest.raises(JournalFull) as full:
         await journal.append("admin", "op", "a", {"i": 4}, durable=False)
+    assert full.value.kind is ErrorKind.UNAVAILABLE and isinstance(full.value, GatewayError)
     with pytest.raises(JournalFull):
         await journal.append("admin", "op", "a", {"i": 4})
     assert journal.stats().waiting == 0
@@ -517,9 +522,9 @@ async def test_bad_input_is_refused_at_the_call(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         await journal.append("admin", "op", "a", {"x": object()})
     with pytest.raises(ValueError, match="surrogate"):
-        journal.append_nowait("admin", "op", "\ud800", {})
+        queue(journal, "admin", "op", "\ud800", {})
     with pytest.raises(TypeError):
-        journal.append_nowait("admin", 3, "a", {})  # type: ignore[arg-type]
+        queue(journal, "admin", 3, "a", {})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown journal stream"):
         journal.read("audit")
     assert (await journal.append("admin", "op", "a", {})).seq == 1
@@ -562,7 +567,7 @@ async def test_a_write_failure_stops_the_journal_and_fails_its_callers(
         await journal.append("admin", "op", "a", {"i": 1})
     assert isinstance(failed.value.cause, OSError)
     with pytest.raises(JournalClosed):
-        journal.append_nowait("admin", "op", "a", {})
+        queue(journal, "admin", "op", "a", {})
     monkeypatch.undo()
     await journal.aclose()
     assert verify_journal(tmp_path)["admin"].head_seq == 1
@@ -618,7 +623,7 @@ def test_bit_flip_in_a_middle_record(tmp_path: Path) -> None:
     journal = Journal.open(tmp_path, JournalOptions(accept_damage=True))
     assert [d.seq for d in journal.damage] == [seq]
     assert seqs(journal) == [s for s in range(1, 11) if s != seq]
-    journal.append_nowait("admin", "op", "a", {"after": True})
+    queue(journal, "admin", "op", "a", {"after": True})
     journal.close()
     journal = Journal.open(tmp_path, JournalOptions(accept_damage=True))
     last = list(journal.read("admin"))[-2:]
@@ -715,7 +720,7 @@ def test_truncated_last_segment_is_a_torn_tail_cut_on_open(
     )
     assert last.stat().st_size == frames[-1].offset
     assert journal.head("admin")[0] == 7
-    journal.append_nowait("admin", "op", "a", {})
+    queue(journal, "admin", "op", "a", {})
     journal.close()
     assert verify_journal(tmp_path)["admin"].head_seq == 8
 
@@ -837,7 +842,7 @@ def test_retention_deletes_only_exported_old_closed_segments(tmp_path: Path) -> 
     with pytest.raises(ValueError, match="ends at seq 20"):
         journal.mark_exported("admin", 21)
     for i in range(6):  # into a new segment or two
-        journal.append_nowait("admin", "op", "a", {"i": i})
+        queue(journal, "admin", "op", "a", {"i": i})
     journal.close()
 
     manifest = read_manifest("admin", tmp_path / "admin")
@@ -852,7 +857,7 @@ def test_retention_deletes_only_exported_old_closed_segments(tmp_path: Path) -> 
 
 def test_an_injected_clock_stamps_records(tmp_path: Path) -> None:
     journal = Journal.open(tmp_path, JournalOptions(fsync="off"), clock=lambda: 7 * DAY_NS)
-    journal.append_nowait("admin", "op", "a", {})
+    queue(journal, "admin", "op", "a", {})
     journal.close()
     with Journal.open(tmp_path) as reopened:
         assert [r.time_ns for r in reopened.read("admin")] == [7 * DAY_NS]
@@ -985,12 +990,12 @@ async def test_a_deferred_payload_is_made_on_the_writer_thread(tmp_path: Path) -
     journal = Journal.open(tmp_path)
     made_on: list[str] = []
 
-    def make(i: int) -> dict[str, Any]:
+    def make(i: int) -> bytes:
         made_on.append(threading.current_thread().name)
-        return {"i": i, "t": (1, 2)}
+        return encode_payload({"i": i, "t": (1, 2)})
 
     await journal.append("predictions", "prediction", "svc", lambda: make(0), durable=False)
-    journal.append_nowait("predictions", "prediction", "svc", lambda: make(1))
+    journal.extend_nowait("predictions", "prediction", [("svc", lambda: make(1), "")])
     record = await journal.append("predictions", "prediction", "svc", lambda: make(2))
     # what a durable caller gets back is the decoded JSON, as `read` gives it
     assert record.seq == 3 and record.payload == {"i": 2, "t": [1, 2]}
@@ -1005,19 +1010,23 @@ async def test_a_failing_deferred_payload_is_journalled_as_its_error(
 ) -> None:
     journal = Journal.open(tmp_path)
 
-    def fails() -> dict[str, Any]:
+    def fails() -> bytes:
         raise ValueError("boom")
 
+    def unencoded() -> bytes:
+        return {"x": 1}  # type: ignore[return-value]
+
+    ok = encode_payload({"ok": True})
     with caplog.at_level(logging.ERROR, logger="gateway.governance.journal"):
         await journal.append("predictions", "prediction", "svc", fails, durable=False)
-        await journal.append("predictions", "prediction", "svc", lambda: {"x": {1, 2}})
-        last = await journal.append("predictions", "prediction", "svc", lambda: {"ok": True})
+        await journal.append("predictions", "prediction", "svc", unencoded)
+        last = await journal.append("predictions", "prediction", "svc", lambda: ok)
     assert last.seq == 3  # the journal goes on
     await journal.aclose()
     with Journal.open(tmp_path) as reopened:
         payloads = [r.payload for r in reopened.read("predictions")]
     assert payloads[0] == {"payload_error": "ValueError: boom"}
-    assert payloads[1]["payload_error"].startswith("TypeError: the payload cannot be journalled")
+    assert payloads[1] == {"payload_error": "TypeError: made dict, not an encoded payload"}
     assert payloads[2] == {"ok": True}
     assert len([r for r in caplog.records if "deferred prediction payload" in r.message]) == 2
     assert verify_journal(tmp_path)["predictions"].head_seq == 3

@@ -7,17 +7,21 @@ import hashlib
 import json
 
 import numpy as np
+import orjson
 import pytest
 from conftest import CREDIT_RISK
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.config import ModelConfig
 from gateway.governance.predictions import (
     DEFER_MAX_BYTES,
+    PredictionPayloads,
     deferrable,
     input_digest,
-    prediction_payload,
     sampled,
 )
+from gateway.governance.records import encode_payload
 from gateway.loading import open_backend
 from gateway.protocol.types import InferInput, InferOutput, InferRequest, InferResponse
 from gateway.repository import VersionSource
@@ -89,20 +93,12 @@ def test_sampling_is_deterministic_and_proportional() -> None:
 
 def _payload(capture: str, percent: float = 0.0, request_id: str = "r-1") -> dict:
     rows = np.arange(6, dtype=np.float32).reshape(2, 3)
-    request = InferRequest(inputs=[_input("x", "FP32", rows)], id=request_id)
-    response = InferResponse(
-        "m", "2", [InferOutput("label", "INT64", np.array([0, 1], dtype=np.int64))], id=request_id
-    )
-    return prediction_payload(
-        request,
-        response,
-        capture=capture,
-        sample_percent=percent,
-        content_hash="c" * 64,
-        profile_id="p" * 16,
-        latency_ns=1_234_567,
-        routing="pinned",
-    )
+    payloads = PredictionPayloads("m", "2", "c" * 64, "p" * 16, capture, percent)
+    outputs = [InferOutput("label", "INT64", np.array([0, 1], dtype=np.int64))]
+    encoded = payloads.encode([_input("x", "FP32", rows)], outputs, request_id, 1234, "pinned")
+    # the journal embeds it verbatim: it must be what encode_payload makes of it
+    assert encode_payload(orjson.loads(encoded)) == encoded
+    return orjson.loads(encoded)
 
 
 def test_capture_policies() -> None:
@@ -120,6 +116,32 @@ def test_capture_policies() -> None:
     json.dumps(full)  # plain JSON, no numpy left
     assert "inputs" in _payload("sampled", 100.0) and "inputs" not in _payload("sampled", 0.0)
     assert "input_digest" in _payload("sampled", 0.0)
+    assert digest["input_digest"] == full["input_digest"]  # one digest, whatever the template
+
+
+_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)  # any Unicode but surrogates
+
+
+@given(model=_TEXT, version=_TEXT, profile=_TEXT, request_id=_TEXT, routing=_TEXT)
+def test_templated_payloads_are_canonical_for_any_text(
+    model: str, version: str, profile: str, request_id: str, routing: str
+) -> None:
+    rows = np.zeros((1, 3), dtype=np.float32)
+    for capture in ("none", "digest"):
+        payloads = PredictionPayloads(model, version, "c" * 64, profile, capture, 0.0)
+        encoded = payloads.encode([_input("x", "FP32", rows)], [], request_id, 7, routing)
+        decoded = orjson.loads(encoded)
+        assert encode_payload(decoded) == encoded
+        assert (decoded["model"], decoded["version"], decoded["profile_id"]) == (
+            model, version, profile,
+        )  # fmt: skip
+        assert (decoded["request_id"], decoded["routing"]) == (request_id, routing)
+
+
+def test_an_id_that_is_not_unicode_raises_where_the_payload_is_made() -> None:
+    payloads = PredictionPayloads("m", "1", "c" * 64, "", "digest", 0.0)
+    with pytest.raises(TypeError):  # orjson's error: the writer journals it instead
+        payloads.encode([], [], "\ud800", 1, "weight")
 
 
 def test_loaded_version_names_its_file_hash_and_profile() -> None:

@@ -10,21 +10,29 @@ Appending. Three ways, none of which blocks the event loop on disk:
   policy, and returns the Record. A caller that has seen it return can rely on the record.
 * `await append(..., durable=False)` (async mode) completes as soon as the record is queued,
   which is at once unless the queue is full. A crash loses what was queued but not committed.
-* `append_nowait(...)`, for code that cannot await (and for any thread): queues the record or,
-  the queue being full, raises JournalFull whatever `when_full` says.
+* `extend_nowait(stream, kind, items)`, for code that cannot await (and for any thread): queues
+  records of one kind under one lock, with one clock reading for all (the request path hands
+  over the predictions of a loop pass at its end). It does not check the limit: its caller asks
+  `room(n)` first (see Back-pressure).
 
 The payload is serialized on the caller's thread, so a payload that cannot be journalled raises
 there (TypeError, ValueError); a record, once queued, is never dropped (short of a crash, or a
 write failure that stops the journal and fails every waiting caller). A payload may instead be
 a `Deferred` (a function that makes it): the writer thread calls it with the rest of its group,
-where the work runs in one tight loop instead of between the request's other steps. Should it
-raise, or make a payload that cannot be journalled, the record is still written, its payload
-then `{"payload_error": message}` (and the error logged).
+where the work runs in one tight loop instead of between the request's other steps. It makes
+the encoded payload, canonical as `encode_payload` would write it. Should it raise, or make
+something else, the record is still written, its payload then `{"payload_error": message}`
+(and the error logged). A record may carry a `key` (a prediction's request id): not written,
+it reaches `on_append` on the Record, so that an index needs no payload decoded.
 
 Back-pressure. At most `queue_limit` records wait for the writer. When the queue is full,
 `append` either waits, in arrival order, until the writer has taken a group and made room
 (`when_full = "wait"`: callers slow down, nothing is dropped) or raises JournalFull
-(`when_full = "fail"`: fail closed, a retryable UNAVAILABLE). `stats()` reports the queue depth,
+(`when_full = "fail"`: fail closed, a retryable UNAVAILABLE). `room(n)` says, without the
+lock, whether n more records would be queued at once; a caller that queues many with
+`extend_nowait` asks it first and, when there is none, appends through `append` instead, so
+the limit holds but for records queued from other threads between the two calls.
+`stats()` reports the queue depth,
 the number of callers held back and the lag (age of the oldest record not yet committed).
 
 The writer thread takes everything queued (up to `max_group` records) as one group, encodes,
@@ -87,11 +95,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, overload
 
-import orjson
-
 from gateway.config import ConfigError
 from gateway.errors import ErrorKind, GatewayError
 from gateway.governance.records import (
+    MAX_PAYLOAD_BYTES,
     JournalCorrupt,
     JournalError,
     MalformedRecord,
@@ -212,8 +219,11 @@ class JournalStats:
 _QUEUED, _WAITING, _DROPPED = 0, 1, 2
 
 
-# A payload made on the writer thread (module docstring).
-Deferred = Callable[[], dict[str, Any]]
+# A payload made on the writer thread, encoded (module docstring).
+Deferred = Callable[[], bytes]
+# what an append takes: a dict to encode, the bytes `encode_payload` made of one (trusted: the
+# request path encodes its payloads from a template), or a Deferred
+Payload = dict[str, Any] | bytes | Deferred
 
 
 @dataclass(slots=True, eq=False)
@@ -227,6 +237,7 @@ class _Entry:
     time_ns: int  # wall clock at append
     queued_ns: int  # monotonic clock at append (for the lag)
     durable: bool
+    key: str = ""  # handed to on_append on the Record, not written
     loop: asyncio.AbstractEventLoop | None = None
     # durable: resolved with the Record at commit; async mode held back: resolved with None
     # once admitted to the queue; None when nobody waits
@@ -318,10 +329,13 @@ def _made(deferred: Deferred, stream: str, kind: str) -> bytes:
     """Writer thread: the encoded payload a Deferred makes, or, when it raises or makes one that
     cannot be journalled, a payload saying so (logged): the record is written either way."""
     try:
-        return encode_payload(deferred())
+        payload_json = deferred()
+        if type(payload_json) is not bytes or len(payload_json) > MAX_PAYLOAD_BYTES:
+            raise TypeError(f"made {type(payload_json).__name__}, not an encoded payload")
     except Exception as error:
         logger.exception("a deferred %s payload (%s) failed; journalled as the error", kind, stream)
         return encode_payload({"payload_error": f"{type(error).__name__}: {error}"})
+    return payload_json
 
 
 def _settle(items: Iterable[tuple[_Entry, Any]]) -> None:
@@ -528,21 +542,31 @@ class Journal:
 
     # --- appending --------------------------------------------------------------------------
 
-    def _entry(
-        self, stream: str, kind: str, actor: str, payload: dict[str, Any] | Deferred, durable: bool
-    ) -> _Entry:
+    def _check_names(self, stream: str, kind: str, actor: str) -> None:
         if stream not in self._streams:
             raise ValueError(f"unknown journal stream {stream!r}")
         check_name("kind", kind)
         check_name("actor", actor)
+
+    def _entry(
+        self,
+        stream: str,
+        kind: str,
+        actor: str,
+        payload: Payload,
+        durable: bool,
+        key: str = "",
+    ) -> _Entry:
+        self._check_names(stream, kind, actor)
         return _Entry(
             stream,
             kind,
             actor,
-            payload if callable(payload) else encode_payload(payload),
+            payload if type(payload) is bytes or callable(payload) else encode_payload(payload),
             self.clock(),
             time.monotonic_ns(),
             durable,
+            key,
         )
 
     @overload
@@ -551,9 +575,10 @@ class Journal:
         stream: str,
         kind: str,
         actor: str,
-        payload: dict[str, Any] | Deferred,
+        payload: Payload,
         *,
         durable: Literal[True] = ...,
+        key: str = ...,
     ) -> Record: ...
 
     @overload
@@ -562,9 +587,10 @@ class Journal:
         stream: str,
         kind: str,
         actor: str,
-        payload: dict[str, Any] | Deferred,
+        payload: Payload,
         *,
         durable: Literal[False],
+        key: str = ...,
     ) -> None: ...
 
     async def append(
@@ -572,11 +598,12 @@ class Journal:
         stream: str,
         kind: str,
         actor: str,
-        payload: dict[str, Any] | Deferred,
+        payload: Payload,
         *,
         durable: bool = True,
+        key: str = "",
     ) -> Record | None:
-        """Append a record to `stream`; see the module doc for the modes.
+        """Append a record to `stream`; see the module doc for the modes and `key`.
 
         durable=True returns the committed Record; durable=False returns None once the record
         is queued. Raises ValueError (unknown stream, oversized payload), TypeError (a payload
@@ -584,7 +611,7 @@ class Journal:
         Cancelling a call that is held back by a full queue withdraws its record; once queued,
         the record is written whatever happens to the caller.
         """
-        entry = self._entry(stream, kind, actor, payload, durable)
+        entry = self._entry(stream, kind, actor, payload, durable, key)
         loop = asyncio.get_running_loop()
         entry.loop = loop
         if durable:
@@ -620,21 +647,35 @@ class Journal:
             raise
         return result if durable else None
 
-    def append_nowait(
-        self, stream: str, kind: str, actor: str, payload: dict[str, Any] | Deferred
-    ) -> None:
-        """Queue a record without waiting for anything; callable from any thread.
+    def room(self, records: int) -> bool:
+        """Whether `records` more records would be queued now without waiting: a reading
+        without the lock, for `extend_nowait`'s caller (module doc, Back-pressure)."""
+        return (
+            self._failure is None
+            and not self._waiting
+            and len(self._queue) + records <= self._limit
+        )
 
-        Raises JournalFull when the queue is full (it cannot wait, whatever when_full says),
-        and what `append` raises for bad input or a closed journal.
-        """
-        entry = self._entry(stream, kind, actor, payload, False)
+    def extend_nowait(
+        self, stream: str, kind: str, items: Sequence[tuple[str, bytes | Deferred, str]]
+    ) -> None:
+        """Queue one record per (actor, encoded or deferred payload, key) of `items`, in order,
+        all stamped with one clock reading; without checking the limit (ask `room` first).
+        Raises JournalClosed, and what `append` raises for a bad stream, kind or actor (then
+        nothing is queued)."""
+        checked: set[str] = set()
+        for actor, _, _ in items:
+            if actor not in checked:
+                self._check_names(stream, kind, actor)
+                checked.add(actor)
+        now, queued = self.clock(), time.monotonic_ns()
+        entries = [
+            _Entry(stream, kind, actor, make, now, queued, False, key) for actor, make, key in items
+        ]
         with self._lock:
             if self._failure is not None:
                 raise JournalClosed(str(self._failure), self._failure.cause)
-            if len(self._queue) >= self._limit or self._waiting:
-                raise JournalFull(stream, self._limit)
-            self._queue.append(entry)
+            self._queue.extend(entries)
             if self._idle:
                 self._wakeup.notify()
 
@@ -738,18 +779,15 @@ class Journal:
             for entry in entries:
                 seq += 1
                 at = entry.time_ns if entry.time_ns > last_time else last_time
-                payload_json = entry.payload_json
+                kind, actor, payload_json = entry.kind, entry.actor, entry.payload_json
                 if callable(payload_json):
-                    payload_json = _made(payload_json, name, entry.kind)
-                body = encode_body(seq, at, name, entry.kind, entry.actor, payload_json, prev)
+                    payload_json = _made(payload_json, name, kind)
+                body = encode_body(seq, at, name, kind, actor, payload_json, prev)
                 digest = sha256(body).digest()
                 frames.append(encode_frame(body, digest))
-                digest_hex = digest.hex()
-                payload = orjson.loads(payload_json)
-                records.append(
-                    Record(seq, at, name, entry.kind, entry.actor, payload, prev, digest_hex, body)
-                )
-                prev, last_time = digest_hex, at
+                record = Record(seq, at, name, kind, actor, prev, digest.hex(), body, entry.key)
+                records.append(record)
+                prev, last_time = record.hash, at
             data = b"".join(frames)
             file.write(data)
             if stream.file_records == 0:

@@ -200,7 +200,8 @@ class Ledger:
 
     def _index(self, record: Record) -> None:
         if record.stream == PREDICTIONS:
-            request_id = record.payload.get("request_id")
+            # the key its appender gave (no payload to decode), else the payload's
+            request_id = record.key or record.payload.get("request_id")
             if isinstance(request_id, str):
                 self._by_request[request_id] = record.seq
                 if len(self._by_request) > RECENT_REQUESTS:
