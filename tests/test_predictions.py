@@ -23,7 +23,7 @@ from gateway.governance.predictions import (
 )
 from gateway.governance.records import encode_payload
 from gateway.loading import open_backend
-from gateway.protocol.types import InferInput, InferOutput, InferRequest, InferResponse
+from gateway.protocol.types import InferInput, InferOutput
 from gateway.repository import VersionSource
 from gateway.serving import RequestIds
 
@@ -157,7 +157,7 @@ def test_loaded_version_names_its_file_hash_and_profile() -> None:
 
 def test_only_small_fixed_width_payloads_are_deferred() -> None:
     def answer(inputs: list[InferInput], outputs: list[InferOutput]) -> bool:
-        return deferrable(InferRequest(inputs=inputs), InferResponse("m", "1", outputs))
+        return deferrable([*inputs, *outputs])
 
     label = InferOutput("label", "INT64", np.zeros(4, dtype=np.int64))
     small = _input("x", "FP32", np.zeros((4, 8), dtype=np.float32))

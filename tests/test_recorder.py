@@ -97,9 +97,15 @@ async def test_large_inputs_are_encoded_in_the_request_not_held_in_the_queue(
     assert isinstance(payload, bytes)  # made now: the queue keeps bytes, not the tensors
     small = _record(recorder, _Version(), 1)
     assert small is None and callable(recorder._pending[1][1])
+    # digest capture reads no outputs: a record does not keep them alive (nor counts them)
+    request, response = _answer(2)
+    response.outputs[0].data = np.zeros((1, DEFER_MAX_BYTES), dtype=np.float32)
+    assert recorder.record(_Version(), request, response, 0, "weight") is None
+    deferred = recorder._pending[2][1]
+    assert callable(deferred) and deferred.args[:2] == (request.inputs, ())
     await _next_pass()
     await journal.aclose()
-    assert [p["request_id"] for p in _payloads(tmp_path)] == ["r-0", "r-1"]
+    assert [p["request_id"] for p in _payloads(tmp_path)] == ["r-0", "r-1", "r-2"]
 
 
 @pytest.mark.parametrize("when_full", ["wait", "fail"])

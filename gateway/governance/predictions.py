@@ -14,6 +14,7 @@ model's capture policy, what it was asked and what it said:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ import orjson
 from gateway.codecs.tensors import raw_from_array, values_from_array
 from gateway.governance.records import encode_payload
 from gateway.protocol.datatypes import BY_NAME
-from gateway.protocol.types import InferInput, InferOutput, InferRequest, InferResponse
+from gateway.protocol.types import InferInput, InferOutput
 
 # A payload may be made later, on the journal's writer thread (journal.py, `Deferred`), when the
 # tensors it keeps alive until then are at most this large: the journal's queue then holds at
@@ -32,19 +33,13 @@ from gateway.protocol.types import InferInput, InferOutput, InferRequest, InferR
 DEFER_MAX_BYTES = 4096
 _DIM = struct.Struct("<q")
 _SHAPES = [struct.Struct(f"<{rank + 1}q") for rank in range(65)]  # rank, then each dimension
-_NAMES: dict[tuple[str, str], bytes] = {}  # (name, datatype) -> their part of the preimage
-_NAMES_KEPT = 1024  # input names are the models' (checked before a record is made)
 
 
+@functools.lru_cache(maxsize=1024)  # input names are the models' (checked before a record)
 def _names_part(name: str, datatype: str) -> bytes:
-    part = _NAMES.get((name, datatype))
-    if part is None:
-        if len(_NAMES) >= _NAMES_KEPT:
-            _NAMES.clear()
-        encoded = [text.encode() for text in (name, datatype)]
-        part = b"".join(_DIM.pack(len(text)) + text for text in encoded)
-        _NAMES[(name, datatype)] = part
-    return part
+    """An input's name and datatype, length-delimited: their part of the digest's preimage."""
+    encoded = [text.encode() for text in (name, datatype)]
+    return b"".join(_DIM.pack(len(text)) + text for text in encoded)
 
 
 def input_digest(inputs: Sequence[InferInput]) -> str:
@@ -100,6 +95,9 @@ class PredictionPayloads:
         sample_percent: float,
     ) -> None:
         self.capture = capture
+        # the tensors its payloads read, which a record waiting for the writer keeps alive
+        self.reads_inputs = capture != "none"
+        self.reads_outputs = capture in ("full", "sampled")
         self._sample_percent = sample_percent
         self._fixed = {
             "model": model,
@@ -148,12 +146,12 @@ class PredictionPayloads:
         )  # fmt: skip
 
 
-def deferrable(request: InferRequest, response: InferResponse) -> bool:
-    """Whether the payload of this request may be made later: its tensors are fixed-width
+def deferrable(held: Sequence[InferInput | InferOutput]) -> bool:
+    """Whether a payload that reads the tensors `held` may be made later: they are fixed-width
     (object arrays would keep more alive than their size says) and small (DEFER_MAX_BYTES)."""
-    held = 0
-    for tensor in (*request.inputs, *response.outputs):
+    size = 0
+    for tensor in held:
         if tensor.data.dtype.hasobject:
             return False
-        held += tensor.data.nbytes
-    return held <= DEFER_MAX_BYTES
+        size += tensor.data.nbytes
+    return size <= DEFER_MAX_BYTES

@@ -38,16 +38,20 @@ from gateway.protocol.types import InferRequest, InferResponse
 logger = logging.getLogger(__name__)
 
 KIND = "prediction"
-_ACTORS_KEPT = 4096
+
+
+@functools.lru_cache(maxsize=4096)  # actors are principals: few, but not bounded by the code
+def _checked_actor(actor: str) -> str:
+    """`actor`, once the journal would take it (raises ValueError otherwise): checked in the
+    request, so that one bad name cannot make the journal refuse a whole pass."""
+    check_name("actor", actor)
+    return actor
 
 
 class PredictionRecorder:
     def __init__(self, journal: Journal) -> None:
         self._journal = journal
         self._pending: list[tuple[str, bytes | Deferred, str]] = []  # (actor, payload, key)
-        # actors the journal takes: checked here, in the request, so that one bad name cannot
-        # make the journal refuse a whole pass
-        self._actors: set[str] = set()
 
     def record(
         self,
@@ -63,22 +67,16 @@ class PredictionRecorder:
         await before it answers (durable mode, or no room in the journal's queue), which
         raises JournalFull or JournalClosed when the request may not be answered. Raises
         ValueError for an actor the journal cannot take."""
+        payloads = target.payloads
+        inputs = request.inputs if payloads.reads_inputs else ()
+        outputs = response.outputs if payloads.reads_outputs else ()
+        latency_us = (perf_counter_ns() - started_ns) // 1000
         payload: bytes | Deferred = functools.partial(
-            target.payloads.encode,
-            request.inputs,
-            response.outputs,
-            response.id,
-            (perf_counter_ns() - started_ns) // 1000,
-            routing,
+            payloads.encode, inputs, outputs, response.id, latency_us, routing
         )
-        if not deferrable(request, response):
+        if not deferrable((*inputs, *outputs)):
             payload = payload()
-        actor = PRINCIPAL.get().actor
-        if actor not in self._actors:
-            check_name("actor", actor)
-            if len(self._actors) >= _ACTORS_KEPT:
-                self._actors.clear()
-            self._actors.add(actor)
+        actor = _checked_actor(PRINCIPAL.get().actor)
         pending = self._pending
         journal = self._journal
         durable = target.config.record_durable

@@ -25,6 +25,7 @@ returns is the decoded JSON, so a tuple comes back as a list.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,18 +144,12 @@ def check_name(what: str, value: str) -> None:
 
 # the fields in sorted order, as orjson's OPT_SORT_KEYS writes them
 _BODY = b'{"actor":%b,"kind":%b,"payload":%b,"prev":"%b","seq":%d,"stream":%b,"time_ns":%d}'
-_JSON_NAMES: dict[str, bytes] = {}
-_JSON_NAMES_KEPT = 4096  # actors are principals: few, but not bounded by the code
 
 
+@functools.lru_cache(maxsize=4096)  # actors are principals: few, but not bounded by the code
 def _json_name(name: str) -> bytes:
     """A stream, kind or actor as a JSON string (checked by `check_name`, so orjson takes it)."""
-    encoded = _JSON_NAMES.get(name)
-    if encoded is None:
-        if len(_JSON_NAMES) >= _JSON_NAMES_KEPT:
-            _JSON_NAMES.clear()
-        encoded = _JSON_NAMES[name] = orjson.dumps(name)
-    return encoded
+    return orjson.dumps(name)
 
 
 def encode_body(
