@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from gateway.config import ConfigError
 from gateway.errors import ErrorKind, GatewayError
 from gateway.governance.journal import (
+    Appended,
     Journal,
     JournalClosed,
     JournalFull,
@@ -359,8 +360,12 @@ async def test_group_commit_one_wakeup_of_the_loop_per_group(
     seen: list[tuple[str, list[int], str]] = []
     journal = Journal.open(
         tmp_path,
-        on_append=lambda s, rs: seen.append(
-            (s, [r.seq for r in rs], threading.current_thread().name)
+        on_append=lambda part: seen.append(
+            (
+                part.stream,
+                list(range(part.first_seq, part.last_seq + 1)),
+                threading.current_thread().name,
+            )
         ),
     )
     loop = asyncio.get_running_loop()
@@ -448,7 +453,7 @@ class _Gate:
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def __call__(self, stream: str, records: list[Record]) -> None:
+    def __call__(self, appended: Appended) -> None:
         if not self.entered.is_set():
             self.entered.set()
             self.release.wait(10)
@@ -590,7 +595,7 @@ async def test_a_sync_failure_fails_the_records_it_covered(
 
 
 async def test_an_on_append_exception_stops_the_journal_after_commit(tmp_path: Path) -> None:
-    def broken(stream: str, records: list[Record]) -> None:
+    def broken(appended: Appended) -> None:
         raise RuntimeError("tree out of sync")
 
     journal = Journal.open(tmp_path, on_append=broken)
@@ -898,8 +903,8 @@ out = sys.stdout
 STREAMS = ("admin", "predictions")
 
 
-def committed(stream, records):  # writer thread: these records are synced
-    out.write(f"{stream} {records[-1].seq}\\n")
+def committed(appended):  # writer thread: these records are synced
+    out.write(f"{appended.stream} {appended.last_seq}\\n")
     out.flush()
 
 

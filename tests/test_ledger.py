@@ -65,10 +65,14 @@ async def test_reopening_rebuilds_the_tree_and_the_request_index(tmp_path: Path)
         found = ledger.find_prediction("req-4")
         assert found is not None and found.seq == 5 and found.payload["request_id"] == "req-4"
         assert ledger.find_prediction("req-404") is None
+        # appended now: indexed by the key the appender gave, else by the payload's id
         await ledger.journal.append(PREDICTIONS, "prediction", "t", {"request_id": "new"})
+        keyed = {"request_id": "keyed"}
+        await ledger.journal.append(PREDICTIONS, "prediction", "t", keyed, key="keyed")
+        assert [ledger._by_request.get(i) for i in ("req-4", "new", "keyed")] == [5, 7, 8]
     finally:
         ledger.close()
-    assert verify_ledger(tmp_path, ledger.key)[PREDICTIONS].records == 7
+    assert verify_ledger(tmp_path, ledger.key)[PREDICTIONS].records == 8
 
 
 async def test_a_proof_verifies_offline_and_every_forgery_is_named(tmp_path: Path) -> None:

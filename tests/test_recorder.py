@@ -15,12 +15,11 @@ import pytest
 
 from gateway.config import ModelConfig
 from gateway.governance.access import PRINCIPAL
-from gateway.governance.journal import Journal, JournalClosed, JournalFull, JournalOptions
+from gateway.governance.journal import Appended, Journal, JournalClosed, JournalFull, JournalOptions
 from gateway.governance.ledger import PREDICTIONS
 from gateway.governance.predictions import DEFER_MAX_BYTES, PredictionPayloads
 from gateway.governance.rbac import Principal, Role
 from gateway.governance.recorder import PredictionRecorder
-from gateway.governance.records import Record
 from gateway.protocol.types import InferInput, InferOutput, InferRequest, InferResponse
 
 
@@ -52,8 +51,8 @@ class _Gate:
         self.release = threading.Event()
         self.keys: list[str] = []
 
-    def __call__(self, stream: str, records: list[Record]) -> None:
-        self.keys.extend(r.key for r in records)
+    def __call__(self, appended: Appended) -> None:
+        self.keys.extend(appended.keys)
         if not self.entered.is_set():
             self.entered.set()
             self.release.wait(10)
@@ -146,12 +145,15 @@ async def test_no_room_goes_through_append_as_when_full_says(
 
 
 async def test_durable_records_are_awaited_until_committed(tmp_path: Path) -> None:
-    journal = Journal.open(tmp_path)
+    gate = _Gate()
+    gate.release.set()
+    journal = Journal.open(tmp_path, on_append=gate)
     recorder = PredictionRecorder(journal)
     appending = _record(recorder, _Version(durable=True), 7)
     assert appending is not None and recorder._pending == []
     record = await appending
-    assert record.seq == 1 and record.key == "r-7" and record.payload["request_id"] == "r-7"
+    assert record.seq == 1 and record.payload["request_id"] == "r-7"
+    assert gate.keys == ["r-7"]  # keyed like the records of a pass
     await journal.aclose()
 
 

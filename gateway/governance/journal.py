@@ -23,7 +23,7 @@ where the work runs in one tight loop instead of between the request's other ste
 the encoded payload, canonical as `encode_payload` would write it. Should it raise, or make
 something else, the record is still written, its payload then `{"payload_error": message}`
 (and the error logged). A record may carry a `key` (a prediction's request id): not written,
-it reaches `on_append` on the Record, so that an index needs no payload decoded.
+it reaches `on_append` with the record, so that an index needs no payload decoded.
 
 Back-pressure. At most `queue_limit` records wait for the writer. When the queue is full,
 `append` either waits, in arrival order, until the writer has taken a group and made room
@@ -37,7 +37,7 @@ the number of callers held back and the lag (age of the oldest record not yet co
 
 The writer thread takes everything queued (up to `max_group` records) as one group, encodes,
 chains and writes each stream's part with one write, syncs per policy, then commits: it calls
-`on_append(stream, records)` for each stream's part, publishes the new heads to readers, and
+`on_append(appended)` for each stream's part, publishes the new heads to readers, and
 resolves the callers' futures with one `call_soon_threadsafe` per event loop and group. While it
 syncs, the next group gathers: under load, many records share one fsync (group commit).
 
@@ -129,7 +129,24 @@ from gateway.governance.segments import (
 
 logger = logging.getLogger(__name__)
 
-OnAppend = Callable[[str, list[Record]], None]
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """One stream's part of a committed group, in seq order, as `on_append` is told of it:
+    bodies and keys, not Records, which the writer makes only for callers that wait for theirs
+    (most records are predictions that nobody reads back)."""
+
+    stream: str
+    first_seq: int
+    bodies: list[bytes]  # the records' bodies: the Merkle leaf data
+    keys: list[str]  # the appenders' keys, "" where none was given
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + len(self.bodies) - 1
+
+
+OnAppend = Callable[[Appended], None]
 Clock = Callable[[], int]  # wall-clock nanoseconds since the epoch, like time.time_ns
 FSYNC_POLICIES = ("batch", "interval", "off")
 WHEN_FULL = ("wait", "fail")
@@ -237,7 +254,7 @@ class _Entry:
     time_ns: int  # wall clock at append
     queued_ns: int  # monotonic clock at append (for the lag)
     durable: bool
-    key: str = ""  # handed to on_append on the Record, not written
+    key: str = ""  # handed to on_append with the record, not written
     loop: asyncio.AbstractEventLoop | None = None
     # durable: resolved with the Record at commit; async mode held back: resolved with None
     # once admitted to the queue; None when nobody waits
@@ -409,7 +426,9 @@ class Journal:
         # manifests (mark_exported, retire)
         self._manifest_lock = threading.Lock()
         # writer thread only
-        self._uncommitted: list[tuple[str, list[_Entry], list[Record]]] = []
+        # per stream part written: its entries, what on_append is told, the Records of the
+        # entries whose callers wait for them
+        self._uncommitted: list[tuple[list[_Entry], Appended, list[tuple[_Entry, Record]]]] = []
         self._writing: Sequence[_Entry] = ()
         self._last_sync = 0.0
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
@@ -430,10 +449,11 @@ class Journal:
 
         Blocking: reads and verifies every segment. Raises JournalCorrupt for damage (unless
         options.accept_damage) and for a torn tail when options.repair_torn_tail is off;
-        JournalError when another process has the journal open. `on_append(stream, records)`
-        is called on the writer thread after each commit, with that stream's records of the
-        group in seq order: it must be quick, must not wait on the journal, and an exception
-        from it stops the journal (state derived from the records would otherwise diverge).
+        JournalError when another process has the journal open. `on_append(appended)` is
+        called on the writer thread after each commit, with each stream's records of the
+        group in seq order (`Appended`): it must be quick, must not wait on the journal, and
+        an exception from it stops the journal (state derived from the records would
+        otherwise diverge).
         `clock` stamps each record's time_ns (tests inject one to age records without waiting).
         """
         options = options or JournalOptions()
@@ -774,7 +794,9 @@ class Journal:
             if file is None or file.size >= self.options.segment_bytes:
                 file = self._rotate(stream)
             frames: list[bytes] = []
-            records: list[Record] = []
+            bodies: list[bytes] = []
+            made: list[tuple[_Entry, Record]] = []
+            first_seq = stream.seq + 1
             seq, prev, last_time = stream.seq, stream.hash, stream.time_ns
             for entry in entries:
                 seq += 1
@@ -785,17 +807,20 @@ class Journal:
                 body = encode_body(seq, at, name, kind, actor, payload_json, prev)
                 digest = sha256(body).digest()
                 frames.append(encode_frame(body, digest))
-                record = Record(seq, at, name, kind, actor, prev, digest.hex(), body, entry.key)
-                records.append(record)
-                prev, last_time = record.hash, at
+                bodies.append(body)
+                digest_hex = digest.hex()
+                if entry.durable:
+                    made.append((entry, Record(seq, at, name, kind, actor, prev, digest_hex, body)))
+                prev, last_time = digest_hex, at
+                if seq == first_seq and stream.file_records == 0:
+                    stream.file_first_time_ns = at
             data = b"".join(frames)
             file.write(data)
-            if stream.file_records == 0:
-                stream.file_first_time_ns = records[0].time_ns
-            stream.file_records += len(records)
+            stream.file_records += len(bodies)
             stream.seq, stream.hash, stream.time_ns = seq, prev, last_time
             self._bytes += len(data)  # read by stats() without the lock: an int, monotone
-            self._uncommitted.append((name, entries, records))
+            keys = [entry.key for entry in entries]
+            self._uncommitted.append((entries, Appended(name, first_seq, bodies, keys), made))
 
     def _rotate(self, stream: _Stream) -> SegmentFile:
         """Close the active segment (synced unless fsync = off) and start the next one."""
@@ -816,7 +841,7 @@ class Journal:
     def _commit(self) -> None:
         """Sync what was written, tell on_append, publish to readers, resolve the callers."""
         groups = self._uncommitted  # cleared once synced: if a sync fails, _fail sees them
-        touched = {name: self._streams[name] for name, _, _ in groups}
+        touched = {part.stream: self._streams[part.stream] for _, part, _ in groups}
         if self._policy != "off" or self._closing:
             for stream in touched.values():
                 if stream.file is not None:
@@ -826,13 +851,13 @@ class Journal:
         self._last_sync = time.monotonic()
         callback_error: Exception | None = None
         if self._on_append is not None:
-            for name, _, records in groups:
+            for _, part, _ in groups:
                 try:
-                    self._on_append(name, records)
+                    self._on_append(part)
                 except Exception as error:
                     callback_error = error
                     break
-        count = sum(len(records) for _, _, records in groups)
+        count = sum(len(part.bodies) for _, part, _ in groups)
         stop: JournalError | None = None
         if callback_error is not None:
             stop = JournalError(f"on_append raised: {callback_error!r}")
@@ -850,12 +875,7 @@ class Journal:
             self._committed += count
             self._groups += 1
             self._largest = max(self._largest, count)
-        _settle(
-            (entry, record)
-            for _, entries, records in groups
-            for entry, record in zip(entries, records, strict=True)
-            if entry.durable
-        )
+        _settle(pair for _, _, made in groups for pair in made)
         if stop is not None:
             raise stop
 
@@ -864,7 +884,7 @@ class Journal:
         failure = JournalClosed(f"the journal stopped after an error: {error}", error)
         with self._lock:
             self._failure = failure
-            unsynced = (e for _, entries, _ in self._uncommitted for e in entries)
+            unsynced = (e for entries, _, _ in self._uncommitted for e in entries)
             waiting = (e for e in self._waiting if e.state != _DROPPED)
             lost = list(dict.fromkeys([*unsynced, *self._writing, *self._queue, *waiting]))
             self._queue.clear()

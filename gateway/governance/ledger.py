@@ -52,7 +52,13 @@ from gateway.governance.checkpoints import (
     sign_checkpoint,
     verify_checkpoint,
 )
-from gateway.governance.journal import Clock, Journal, JournalOptions, verify_journal
+from gateway.governance.journal import (
+    Appended,
+    Clock,
+    Journal,
+    JournalOptions,
+    verify_journal,
+)
 from gateway.governance.records import Record
 from gateway.governance.retention import (
     NS_PER_DAY,
@@ -190,30 +196,34 @@ class Ledger:
     def _rebuild(self, stream: str) -> None:
         anchor = self._anchors[stream]
         tree = anchor.tree()
+        ids: list[tuple[str, int]] = []
         for record in records_after(self.journal, stream, anchor):
             tree.append(merkle.leaf_hash(record.body))
-            self._index(record)
+            if stream == PREDICTIONS:
+                ids.append((_request_id(record.payload), record.seq))
+        self._index(ids)
         self._trees[stream] = tree
         stored = read_checkpoints(self.root, stream, self.key)
         last = stored[-1].checkpoint.size if stored else 0
         self._checkpointed[stream] = (last, time.monotonic())
 
-    def _index(self, record: Record) -> None:
-        if record.stream == PREDICTIONS:
-            # the key its appender gave (no payload to decode), else the payload's
-            request_id = record.key or record.payload.get("request_id")
-            if isinstance(request_id, str):
-                self._by_request[request_id] = record.seq
-                if len(self._by_request) > RECENT_REQUESTS:
-                    self._by_request.popitem(last=False)  # the oldest
+    def _index(self, ids: Iterable[tuple[str, int]]) -> None:
+        """Remember (request id, seq) pairs, in seq order; the newest RECENT_REQUESTS stay."""
+        by_request = self._by_request
+        by_request.update(ids)
+        by_request.pop("", None)  # records without an id
+        while len(by_request) > RECENT_REQUESTS:
+            by_request.popitem(last=False)  # the oldest
 
-    def _on_append(self, stream: str, records: list[Record]) -> None:
+    def _on_append(self, appended: Appended) -> None:
         """Writer thread, after the group is synced."""
+        stream = appended.stream
         with self._lock:
             tree = self._trees[stream]
-            for record in records:
-                tree.append(merkle.leaf_hash(record.body))
-                self._index(record)
+            for body in appended.bodies:
+                tree.append(merkle.leaf_hash(body))
+            if stream == PREDICTIONS:
+                self._index(zip(_request_ids(appended), itertools.count(appended.first_seq)))
         size, at = self._checkpointed[stream]
         due = tree.size - size >= self._config.checkpoint_every
         if due or time.monotonic() - at >= self._config.checkpoint_interval_s:
@@ -380,6 +390,25 @@ class Ledger:
         for stream, tree in self._trees.items():
             if tree.size > self._checkpointed[stream][0]:
                 self._checkpoint(stream)
+
+
+def _request_id(payload: dict[str, Any]) -> str:
+    """A prediction payload's request id; "" when it has none (not indexed)."""
+    request_id = payload.get("request_id")
+    return request_id if isinstance(request_id, str) else ""
+
+
+def _request_ids(appended: Appended) -> list[str]:
+    """The request ids of appended predictions: the keys their appender gave (no payload to
+    decode), else their payloads'."""
+    keys = appended.keys
+    if all(keys):
+        return keys
+    bodies = appended.bodies
+    return [
+        key or _request_id(orjson.loads(body)["payload"])
+        for key, body in zip(keys, bodies, strict=True)
+    ]
 
 
 def _options(config: JournalConfig) -> JournalOptions:

@@ -95,9 +95,6 @@ class Record:
     prev: str  # hash of the previous record of the stream (hex), GENESIS for seq 1
     hash: str  # SHA-256 of body (hex)
     body: bytes = field(repr=False)
-    # the appender's lookup key (a prediction's request id), handed to on_append with the
-    # record; not part of the body: empty for a record read back
-    key: str = field(default="", compare=False)
     decoded: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
