@@ -56,6 +56,7 @@ which thread calls them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import struct
@@ -94,8 +95,13 @@ def segment_name(first_seq: int) -> str:
 
 def encode_frame(body: bytes, digest: bytes) -> bytes:
     """One frame: header, body, hash. `digest` must be SHA-256(body)."""
-    prefix = MAGIC + _U32.pack(len(body))
-    return prefix + _U32.pack(zlib.crc32(prefix)) + body + digest
+    return _frame_header(len(body)) + body + digest
+
+
+@functools.lru_cache(maxsize=4096)  # records of one kind have a few lengths: the writer's case
+def _frame_header(length: int) -> bytes:
+    prefix = MAGIC + _U32.pack(length)
+    return prefix + _U32.pack(zlib.crc32(prefix))
 
 
 # --- scanning ------------------------------------------------------------------------------------
