@@ -83,8 +83,8 @@ class MalformedRecord(ValueError):
 class Record:
     """One journal record. `body` holds the exact bytes that were hashed (the Merkle leaf data).
 
-    `payload` is decoded from the body on first use, unless the record was made with it: the
-    writer makes a record for every prediction, and nobody reads most of their payloads.
+    `payload` is decoded from the body on first use, unless the record was made with it (as
+    records read back are): the writer's Records go to callers that mostly want seq and hash.
     """
 
     seq: int
