@@ -30,8 +30,9 @@ Back-pressure. At most `queue_limit` records wait for the writer. When the queue
 (`when_full = "wait"`: callers slow down, nothing is dropped) or raises JournalFull
 (`when_full = "fail"`: fail closed, a retryable UNAVAILABLE). `room(n)` says, without the
 lock, whether n more records would be queued at once; a caller that queues many with
-`extend_nowait` asks it first and, when there is none, appends through `append` instead, so
-the limit holds but for records queued from other threads between the two calls.
+`extend_nowait` asks it first and, when there is none, appends through `append` instead. What
+others queue between the two calls can take the queue past the limit by the records of that
+call (one loop pass's, for the request path), never further: the next `room` says no.
 `stats()` reports the queue depth,
 the number of callers held back and the lag (age of the oldest record not yet committed).
 
