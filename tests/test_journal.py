@@ -1011,8 +1011,9 @@ async def test_a_deferred_payload_is_made_on_the_writer_thread(tmp_path: Path) -
 
 
 async def test_a_failing_deferred_payload_is_journalled_as_its_error(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("gateway.governance.journal.MAX_PAYLOAD_BYTES", 64)
     journal = Journal.open(tmp_path)
 
     def fails() -> bytes:
@@ -1021,20 +1022,22 @@ async def test_a_failing_deferred_payload_is_journalled_as_its_error(
     def unencoded() -> bytes:
         return {"x": 1}  # type: ignore[return-value]
 
-    ok = encode_payload({"ok": True})
+    ok, oversized = encode_payload({"ok": True}), encode_payload({"x": "y" * 64})
     with caplog.at_level(logging.ERROR, logger="gateway.governance.journal"):
         await journal.append("predictions", "prediction", "svc", fails, durable=False)
         await journal.append("predictions", "prediction", "svc", unencoded)
+        await journal.append("predictions", "prediction", "svc", lambda: oversized)
         last = await journal.append("predictions", "prediction", "svc", lambda: ok)
-    assert last.seq == 3  # the journal goes on
+    assert last.seq == 4  # the journal goes on
     await journal.aclose()
     with Journal.open(tmp_path) as reopened:
         payloads = [r.payload for r in reopened.read("predictions")]
     assert payloads[0] == {"payload_error": "ValueError: boom"}
     assert payloads[1] == {"payload_error": "TypeError: made dict, not an encoded payload"}
-    assert payloads[2] == {"ok": True}
-    assert len([r for r in caplog.records if "deferred prediction payload" in r.message]) == 2
-    assert verify_journal(tmp_path)["predictions"].head_seq == 3
+    assert payloads[2] == {"payload_error": "ValueError: made 72 bytes, over 64"}
+    assert payloads[3] == {"ok": True}
+    assert len([r for r in caplog.records if "deferred prediction payload" in r.message]) == 3
+    assert verify_journal(tmp_path)["predictions"].head_seq == 4
 
 
 async def test_async_records_are_gathered_and_a_durable_one_ends_the_window(

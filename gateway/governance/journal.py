@@ -348,8 +348,10 @@ def _made(deferred: Deferred, stream: str, kind: str) -> bytes:
     cannot be journalled, a payload saying so (logged): the record is written either way."""
     try:
         payload_json = deferred()
-        if type(payload_json) is not bytes or len(payload_json) > MAX_PAYLOAD_BYTES:
+        if type(payload_json) is not bytes:
             raise TypeError(f"made {type(payload_json).__name__}, not an encoded payload")
+        if len(payload_json) > MAX_PAYLOAD_BYTES:
+            raise ValueError(f"made {len(payload_json)} bytes, over {MAX_PAYLOAD_BYTES}")
     except Exception as error:
         logger.exception("a deferred %s payload (%s) failed; journalled as the error", kind, stream)
         return encode_payload({"payload_error": f"{type(error).__name__}: {error}"})
