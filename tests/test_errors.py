@@ -192,6 +192,18 @@ def _cases() -> list[Case]:
             ("features", "negative"),
         ),
         Case(
+            "no-elements-but-dimensions-past-numpy",
+            "credit_risk",
+            _body(_input("features", "FP32", [0, 2**31, 2**31], [])),
+            ("features", "too large"),
+        ),
+        Case(
+            "more-dimensions-than-numpy-takes",
+            "credit_risk",
+            _body(_input("features", "FP32", [1] * 70, [1.0])),
+            ("features", "70 dimensions"),
+        ),
+        Case(
             "zero-rows",
             "credit_risk",
             _body(_input("features", "FP32", [0, 20], [])),

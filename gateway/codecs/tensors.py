@@ -18,6 +18,10 @@ from gateway.errors import InvalidInput
 from gateway.protocol.datatypes import BY_NAME, Datatype
 
 _LENGTH = struct.Struct("<I")
+# Shapes numpy cannot hold even without elements ([0, 2**31, 2**31] overflows its byte count):
+# numpy 1 takes at most 32 dimensions, and no request body comes near 2**40 elements.
+MAX_DIMS = 32
+MAX_ELEMENTS = 2**40
 
 
 def datatype_named(tensor: str, name: Any) -> Datatype:
@@ -36,6 +40,13 @@ def parse_shape(tensor: str, shape: Any) -> tuple[int, ...]:
             raise InvalidInput(f"shape {list(dims)} must hold integers", tensor)
         if dim < 0:
             raise InvalidInput(f"shape {list(dims)} has a negative dimension", tensor)
+    if len(dims) > MAX_DIMS:
+        raise InvalidInput(f"shape has {len(dims)} dimensions, more than {MAX_DIMS}", tensor)
+    if math.prod(dim for dim in dims if dim) > MAX_ELEMENTS:
+        raise InvalidInput(
+            f"shape {list(dims)} is too large: its dimensions multiply past {MAX_ELEMENTS}",
+            tensor,
+        )
     return dims
 
 
