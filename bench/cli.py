@@ -119,10 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser(
         "compare",
         formatter_class=fmt,
-        help="direct ORT floor vs Modelgate (4 paths) vs MLServer (and Triton when asked), pinned, "
-        "medians of repeats",
+        help="direct ORT floor vs Modelgate (4 paths) vs MLServer (and KServe and Triton when "
+        "asked), pinned, medians of repeats",
         description="Run the direct ONNX Runtime floor, Modelgate, MLServer and (when named in "
-        "--servers) Triton with dynamic batching on and off, on the same model and machine; "
+        "--servers) KServe, and Triton with dynamic batching on and off, on the same model and "
+        "machine; "
         "print tables, write JSON and a PNG of latency vs throughput. Triton runs the model "
         "through its Python backend (the pytriton wheel has no ONNX Runtime backend): not its "
         "best case.",
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir",
         type=Path,
         default=default_cache_dir(),
-        help="where the peers' venvs (MLServer, Triton) live (reused)",
+        help="where the peers' venvs (MLServer, KServe, Triton) live (reused)",
     )
 
     _journal_parser(sub)

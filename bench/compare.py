@@ -1,16 +1,17 @@
 """`compare`: one model, one machine, every path, in one go.
 
 Runs the direct ONNX Runtime floor, then Modelgate (HTTP JSON, HTTP binary, gRPC typed, gRPC raw),
-MLServer (the same paths where it serves them) and, when asked for, Triton with dynamic batching
-on and off (HTTP JSON and gRPC raw) at each concurrency level, `repeats` times, servers pinned to
-one core and the load generators to another. Repeats are interleaved (repeat 1
-of everything, then repeat 2, ...) so that a noisy minute on a shared machine hits one sample of
-every point rather than all samples of one; reports use per-point medians.
+MLServer (the same paths where it serves them) and, when asked for, KServe (likewise) and Triton
+with dynamic batching on and off (HTTP JSON and gRPC raw) at each concurrency level, `repeats`
+times, servers pinned to one core and the load generators to another. Repeats are interleaved
+(repeat 1 of everything, then repeat 2, ...) so that a noisy minute on a shared machine hits one
+sample of every point rather than all samples of one; reports use per-point medians.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 
 from gateway.config import ConfigError, ModelConfig, from_mapping, read_toml
 
-from . import mlserver, peers, triton, venvs
+from . import kserve, mlserver, peers, triton, venvs
 from .measure import Target, tool_for
 from .model import ModelSpec, random_rows
 from .payloads import PATHS, build_request_set
@@ -33,6 +34,7 @@ from .stats import RunResult, median_result
 FLOOR = "direct"
 FLOOR_PATH = "onnxruntime"
 MLSERVER = "mlserver"
+KSERVE = "kserve"
 TRITON = "triton"
 TRITON_NOBATCH = "triton-nobatch"
 # The paths Triton is measured on: one per transport, the fastest of each elsewhere.
@@ -41,6 +43,7 @@ TRITON_PATHS: tuple[str, ...] = ("http-json", "grpc-raw")
 # measured is the one every other row is held against).
 REFERENCES: dict[str, tuple[str, ...]] = {
     "MLServer": (MLSERVER,),
+    "KServe": (KSERVE,),
     "Triton": (TRITON, TRITON_NOBATCH),
 }
 DEFAULT_CONCURRENCY: tuple[int, ...] = (1, 8, 64)
@@ -149,6 +152,11 @@ def _mlserver(
     return mlserver.mlserver_spec(venv, tmp / "mlserver", model, model_file, host=config.host)
 
 
+def _kserve(config: CompareConfig, model: ModelSpec, model_file: Path, tmp: Path) -> peers.PeerSpec:
+    venv = kserve.ensure_venv(config.cache_dir)
+    return kserve.kserve_spec(venv, model.name, model_file, host=config.host)
+
+
 def model_batching(repository: Path, model: str) -> ModelConfig:
     """The model's config as Modelgate reads it (`<model>/config.toml` over the defaults), so a
     peer that batches can batch alike; raises ConfigError for a malformed file."""
@@ -186,16 +194,20 @@ def _triton(dynamic_batching: bool) -> PeerStart:
 
 @dataclass(frozen=True)
 class Peer:
-    """How to start one server, and the paths measured on it (None: every path asked for)."""
+    """How to start one server, and the paths measured on it (None: every path asked for);
+    `versioned` False for a server without model versions (KServe: its versioned V2 routes
+    answer 501), which is asked for the model by name only."""
 
     start: PeerStart
     paths: tuple[str, ...] | None = None
+    versioned: bool = True
 
 
 # Server name -> how to start it; the CLI's --servers choices are FLOOR plus these keys.
 PEERS: dict[str, Peer] = {
     "modelgate": Peer(_modelgate),
     MLSERVER: Peer(_mlserver),
+    KSERVE: Peer(_kserve, versioned=False),
     TRITON: Peer(_triton(dynamic_batching=True), TRITON_PATHS),
     TRITON_NOBATCH: Peer(_triton(dynamic_batching=False), TRITON_PATHS),
 }
@@ -438,8 +450,7 @@ class _Comparison:
         self.client_cores = client_cores
         self.log_dir = log_dir
         self.say = say
-        rows = random_rows(model, batch=1, count=config.distinct_requests, seed=config.seed)
-        self.request_sets = {path: build_request_set(path, model, rows) for path in config.paths}
+        self.rows = random_rows(model, batch=1, count=config.distinct_requests, seed=config.seed)
         # filled while servers start
         self.targets: dict[str, dict[str, Target]] = {}
         self.notes: dict[str, list[str]] = {}
@@ -455,11 +466,12 @@ class _Comparison:
         except (venvs.PeerSetupError, ConfigError) as err:
             self.recorder.skip(SERVER, name, "*", str(err))
             return
+        model = self.model if peer.versioned else dataclasses.replace(self.model, version="")
         server = self.recorder.start(
             stack,
             spec,
             cores=self.server_cores,
-            ready_path=self.model.ready_path,
+            ready_path=model.ready_path,
             log_dir=self.log_dir,
             ready_timeout_s=self.config.ready_timeout_s,
         )
@@ -467,11 +479,11 @@ class _Comparison:
             return
         self.notes[name] = spec.notes
         requests = {
-            path: request_set
-            for path, request_set in self.request_sets.items()
+            path: build_request_set(path, model, self.rows)
+            for path in self.config.paths
             if peer.paths is None or path in peer.paths
         }
-        self.targets[name] = self.recorder.targets(name, spec, self.model.infer_path, requests)
+        self.targets[name] = self.recorder.targets(name, spec, model.infer_path, requests)
         self.say(f"{name} ready (log: {server.log_file})")
 
     def announce(self) -> None:

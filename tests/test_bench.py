@@ -2,9 +2,9 @@
 schedules under a fake clock, wire encoders, and the wrk / h2load output parsers on captured
 outputs; the pure parts of the journal, compare and routing commands; the journal's append
 driver on a real journal for a few tens of milliseconds; and real runs of a few seconds with
-the Python load generator: both Triton peers of `compare`, `routing` against a real gateway
-(its admin API switching the policy, the shadow's copies counted), and `monitoring` against four
-(each one's drift and accuracy reports read back).
+the Python load generator: both Triton peers of `compare` and its KServe peer, `routing`
+against a real gateway (its admin API switching the policy, the shadow's copies counted), and
+`monitoring` against four (each one's drift and accuracy reports read back).
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from conftest import peer_cache_dir
 from gateway.bench import h2load, loadgen, report, wrk
 from gateway.bench.cli import main
 from gateway.bench.compare import (
     FLOOR,
     FLOOR_PATH,
+    KSERVE,
     MLSERVER,
     PEERS,
     TRITON,
@@ -1098,6 +1100,22 @@ def test_compare_measures_triton(triton_install: TritonInstall, tmp_path: Path) 
     }
     assert result.meta["model_version"] == "2"
     assert result.meta["server_notes"][TRITON][1].startswith("dynamic batching on")
+
+
+def test_compare_measures_kserve_on_every_path_without_versions(tmp_path: Path) -> None:
+    """KServe answers 501 on versioned V2 routes: it is asked for the model by name (the
+    version the others pin is the only one it serves), on each of the four paths, and logs no
+    line per request (its latency, access and gRPC-method logs are off, as Modelgate's are)."""
+    config = _short_compare(servers=(KSERVE,), cache_dir=peer_cache_dir("kserve"))
+    result = run_compare(config, log_dir=tmp_path, say=lambda _: None)
+    assert not result.failed, result.skipped
+    assert {(p.server, p.path) for p in result.points if p.runs} == {
+        (KSERVE, path) for path in config.paths
+    }
+    assert not PEERS[KSERVE].versioned and PEERS[MLSERVER].versioned
+    log = (tmp_path / "kserve.log").read_text()
+    assert "Uvicorn running" in log
+    assert "ModelInfer" not in log and "/infer" not in log
 
 
 # --------------------------------------------------------------------------- routing

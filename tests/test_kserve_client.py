@@ -2,8 +2,8 @@
 gateway, unchanged: health, model readiness, inference with JSON and with binary tensors over
 REST, raw tensors over gRPC, and the errors a KServe user sees.
 
-KServe pins versions that clash with ours (protobuf, starlette...), so the SDK runs in a venv of
-its own (about 25 s and 450 MB on first use, kept in our venv like MLServer's), through
+KServe pins versions that clash with ours (protobuf, starlette...), so the SDK runs in the bench's
+KServe venv (about 25 s and 450 MB on first use, kept in our venv like MLServer's), through
 kserve_client.py, which prints what each call returned or raised.
 """
 
@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from conftest import credit_risk_rows, model_file, peer_cache_dir, run_direct
-from gateway.bench.venvs import PeerSetupError, VenvRecipe, ensure_venv
+from gateway.bench import kserve
+from gateway.bench.venvs import PeerSetupError
 
-KSERVE = VenvRecipe(
-    "kserve-client",
-    (("kserve==0.21.0",),),
-    f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages/kserve/__init__.py",
-)
 CLIENT = Path(__file__).with_name("kserve_client.py")
 MODEL = "credit_risk"
 ROWS = 5
@@ -42,7 +37,7 @@ def answers(
 ) -> dict[str, Any]:
     """What every call of kserve_client.py returned or raised, by name."""
     try:
-        venv = ensure_venv(peer_cache_dir("kserve"), KSERVE)
+        venv = kserve.ensure_venv(peer_cache_dir("kserve"))
     except PeerSetupError as error:
         pytest.fail(f"cannot install KServe's SDK: {error}")
     rows_file = tmp_path_factory.mktemp("kserve") / "rows.json"
