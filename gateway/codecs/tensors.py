@@ -42,7 +42,7 @@ def parse_shape(tensor: str, shape: Any) -> tuple[int, ...]:
             raise InvalidInput(f"shape {list(dims)} has a negative dimension", tensor)
     if len(dims) > MAX_DIMS:
         raise InvalidInput(f"shape has {len(dims)} dimensions, more than {MAX_DIMS}", tensor)
-    if math.prod(dim for dim in dims if dim) > MAX_ELEMENTS:
+    if math.prod(filter(None, dims)) > MAX_ELEMENTS:  # zeros aside: numpy counts the rest
         raise InvalidInput(
             f"shape {list(dims)} is too large: its dimensions multiply past {MAX_ELEMENTS}",
             tensor,
