@@ -18,22 +18,7 @@ import sys
 import numpy as np
 import onnxruntime as ort
 from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
-
-# ONNX type -> (V2 datatype, numpy dtype)
-_ONNX_TYPES: dict[str, tuple[str, type[np.generic]]] = {
-    "tensor(float)": ("FP32", np.float32),
-    "tensor(double)": ("FP64", np.float64),
-    "tensor(float16)": ("FP16", np.float16),
-    "tensor(int8)": ("INT8", np.int8),
-    "tensor(int16)": ("INT16", np.int16),
-    "tensor(int32)": ("INT32", np.int32),
-    "tensor(int64)": ("INT64", np.int64),
-    "tensor(uint8)": ("UINT8", np.uint8),
-    "tensor(uint16)": ("UINT16", np.uint16),
-    "tensor(uint32)": ("UINT32", np.uint32),
-    "tensor(uint64)": ("UINT64", np.uint64),
-    "tensor(bool)": ("BOOL", np.bool_),
-}
+from kserve.utils.numpy_codec import from_np_dtype
 
 
 class OnnxModel(Model):
@@ -52,8 +37,7 @@ class OnnxModel(Model):
         self._session = ort.InferenceSession(
             self._path, options, providers=["CPUExecutionProvider"]
         )
-        self._outputs = [(o.name, _ONNX_TYPES[o.type][0]) for o in self._session.get_outputs()]
-        self._input_dtypes = {i.name: _ONNX_TYPES[i.type][1] for i in self._session.get_inputs()}
+        self._output_names = [output.name for output in self._session.get_outputs()]
         self.ready = True
         return self.ready
 
@@ -63,18 +47,17 @@ class OnnxModel(Model):
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> InferResponse:
-        feeds = {
-            given.name: given.as_numpy().astype(self._input_dtypes[given.name], copy=False)
-            for given in payload.inputs
-        }
+        # KServe decodes each input to the dtype of its V2 datatype; ORT refuses a wrong one
+        feeds = {given.name: given.as_numpy() for given in payload.inputs}
         # Inline on the event loop, as KServe's bundled predictors (sklearn, xgboost) run: with
         # one core for the server, a thread hop would only add a context switch.
-        results = self._session.run([name for name, _ in self._outputs], feeds)
+        results = self._session.run(self._output_names, feeds)
         binary = payload.use_binary_outputs  # REST: binary_data_output; gRPC: raw inputs
         outputs = []
-        for (name, datatype), value in zip(self._outputs, results, strict=True):
-            output = InferOutput(name, list(value.shape), datatype)
-            output.set_data_from_numpy(np.asarray(value), binary_data=binary)
+        for name, value in zip(self._output_names, results, strict=True):
+            value = np.asarray(value)
+            output = InferOutput(name, list(value.shape), from_np_dtype(value.dtype))
+            output.set_data_from_numpy(value, binary_data=binary)
             outputs.append(output)
         # KServe re-encodes per requested output (`binary_data`) over REST
         return InferResponse(
