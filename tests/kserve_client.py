@@ -4,8 +4,9 @@ KServe's Python SDK clients, as a user would call them, against a running gatewa
     python kserve_client.py HTTP_URL GRPC_ADDRESS MODEL ROWS_JSON
 
 ROWS_JSON is a file holding the request's FP32 rows (a list of lists). Prints one JSON document:
-for each way of calling, the outputs it got (name -> nested list) or the error it raised (its
-type and text), so that the test compares them with onnxruntime's answer.
+for each way of calling, the outputs it got (name -> nested list; over REST, also whether they
+came back as binary tensor data) or the error it raised (its type and text), so that the test
+compares them with onnxruntime's answer.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ def _request(model: str, rows: np.ndarray, *, binary: bool, request_id: str) -> 
     return InferRequest(model, [features], request_id=request_id, request_outputs=outputs)
 
 
-def _outputs(response: InferResponse) -> dict[str, Any]:
+def _outputs(response: InferResponse, **extra: Any) -> dict[str, Any]:
     return {
         "id": response.id,
         "model_name": response.model_name,
         "outputs": {output.name: output.as_numpy().tolist() for output in response.outputs},
+        **extra,
     }
 
 
@@ -87,7 +89,10 @@ async def _rest_infer(
     client: InferenceRESTClient, url: str, model: str, rows: np.ndarray, *, binary: bool, id: str
 ) -> dict[str, Any]:
     request = _request(model, rows, binary=binary, request_id=id)
-    return _outputs(await client.infer(url, request, model_name=model))
+    headers: dict[str, str] = {}
+    response = await client.infer(url, request, model_name=model, response_headers=headers)
+    # whether the outputs came back as binary tensor data (the header says where JSON ends)
+    return _outputs(response, binary="inference-header-content-length" in headers)
 
 
 async def _grpc_infer(

@@ -71,6 +71,7 @@ def test_inference_matches_onnxruntime(
     result = answer["result"]
     assert result["id"] == call.replace("_", "-")  # the request id each call sent
     assert result["model_name"] == MODEL
+    assert result.get("binary") == {"rest_json": False, "rest_binary": True}.get(call)
     outputs = result["outputs"]
     np.testing.assert_array_equal(outputs["label"], expected["label"])
     np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], rtol=1e-6)
