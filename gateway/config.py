@@ -221,14 +221,16 @@ def from_mapping(cls: type[T], data: dict[str, Any], where: str, base: T | None 
             nested_base = getattr(base, key) if base is not None else None
             values[key] = from_mapping(hint, value, f"{where}.{key}", nested_base)  # type: ignore[arg-type]
         else:
-            values[key] = _checked(value, hint, f"{where}: '{key}'")
+            values[key] = _checked(value, hint, where, key)
     try:
         return dataclasses.replace(base, **values) if base is not None else cls(**values)  # type: ignore[type-var]
     except (ValueError, GatewayError) as error:  # the sections' own checks (ConfigError too)
         raise ConfigError(f"{where}: {error}") from None
 
 
-def _checked(value: Any, hint: Any, what: str) -> Any:
+def _checked(value: Any, hint: Any, where: str, name: str) -> Any:
+    """`value` as the field `name` of type `hint` takes it; raises ConfigError naming
+    `where: 'name'` (an item of a table as name.key, of a list as name[index])."""
     origin = typing.get_origin(hint) or hint
     if origin is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -236,7 +238,15 @@ def _checked(value: Any, hint: Any, what: str) -> Any:
         origin = typing.get_args(hint)[0]
     wrong = not isinstance(value, origin) or (isinstance(value, bool) and origin is not bool)
     if wrong:
-        raise ConfigError(f"{what} must be {origin.__name__}, not {type(value).__name__}")
+        raise ConfigError(
+            f"{where}: '{name}' must be {origin.__name__}, not {type(value).__name__}"
+        )
+    # the items of a typed table or list too: a wrong one would surface only when used
+    args = typing.get_args(hint)
+    if origin is dict and args and args[1] is not Any:
+        return {k: _checked(v, args[1], where, f"{name}.{k}") for k, v in value.items()}
+    if origin is list and args:
+        return [_checked(v, args[0], where, f"{name}[{i}]") for i, v in enumerate(value)]
     return value
 
 

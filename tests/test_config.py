@@ -91,11 +91,23 @@ def test_unknown_key_is_named(tmp_path, text, named):
         ("[tracing]\nsample_ratio = '0.5'\n", "sample_ratio"),
         ("[model_defaults]\nmax_batch_size = 4.0\n", "max_batch_size"),
         ("[model_defaults]\nshapes = [1, 2]\n", "shapes"),
+        # the items of typed tables and lists, which would otherwise fail only when used
+        (
+            "[model_defaults.feature_importances]\nage = 'high'\n",
+            "'feature_importances.age'",
+        ),
+        ("[model_defaults.shapes]\nfeatures = [-1, '20']\n", r"'shapes.features\[1\]'"),
     ],
 )
 def test_wrong_type_is_named(tmp_path, text, named):
     with pytest.raises(ConfigError, match=named):
         load_server_config(_write(tmp_path, text))
+
+
+def test_typed_table_items_are_converted_like_keys():
+    config = from_mapping(ModelConfig, {"feature_importances": {"age": 2}}, "config.toml")
+    assert config.feature_importances == {"age": 2.0}
+    assert isinstance(config.feature_importances["age"], float)
 
 
 @pytest.mark.parametrize(
