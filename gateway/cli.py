@@ -9,6 +9,7 @@ import asyncio
 import getpass
 import logging
 import sys
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def _journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     tail = actions.add_parser("tail", help="print the last records")
     tail.add_argument("--stream", choices=STREAMS, default=PREDICTIONS)
-    tail.add_argument("-n", type=int, default=10, help="how many (default 10)")
+    tail.add_argument("-n", type=_count, default=10, help="how many (default 10)")
     prove = actions.add_parser("prove", help="a prediction record with its inclusion proof")
     prove.add_argument("request_id")
     consistency = actions.add_parser(
@@ -239,12 +240,24 @@ def _journal(args: argparse.Namespace) -> int:
         )
         return 0
     if args.action == "tail":
-        records = list(iter_records(root, args.stream))[-args.n :] if args.n > 0 else []
+        # the last n kept as the stream goes by: a journal holds months of predictions
+        records = deque(iter_records(root, args.stream), maxlen=args.n)
     else:
         records = iter_records(root, args.stream, _time_ns(args.since), _time_ns(args.until))
     for record in records:
         sys.stdout.write(orjson.dumps(record_document(record)).decode() + "\n")
     return 0
+
+
+def _count(text: str) -> int:
+    """A non-negative integer option (argparse reports the ArgumentTypeError's text)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
 
 
 def _verified(stream: str, found: StreamCheck, from_checkpoint: bool) -> str:

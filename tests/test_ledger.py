@@ -157,6 +157,9 @@ async def test_cli_verify_show_tail_prove_and_verify_proof(tmp_path: Path) -> No
     assert [json.loads(line)["seq"] for line in later] == [4, 5, 6]
     tail = _cli(*journal, "tail", "-n", "2").stdout.splitlines()
     assert [json.loads(line)["seq"] for line in tail] == [5, 6]
+    assert _cli(*journal, "tail", "-n", "0").stdout == ""
+    negative = _cli(*journal, "tail", "-n", "-1")
+    assert negative.returncode == 2 and "-1 is negative" in negative.stderr
 
     proof = _cli(*journal, "prove", "req-2")
     assert proof.returncode == 0, proof.stderr
