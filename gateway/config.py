@@ -68,6 +68,9 @@ class ModelConfig:
             raise ConfigError(f"importance must be one of {', '.join(IMPORTANCES)}")
         if not 0.0 <= self.record_sample_percent <= 100.0:
             raise ConfigError("record_sample_percent must lie in [0, 100]")
+        for feature, weight in self.feature_importances.items():
+            if not weight >= 0:  # NaN too
+                raise ConfigError(f"feature_importances.{feature} must be >= 0")
         for tensor, shape in self.shapes.items():
             if not isinstance(shape, list) or not all(
                 isinstance(d, int) and d >= -1 for d in shape

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -16,6 +17,7 @@ from gateway.backends.base import Backend, Runner
 from gateway.backends.onnx import OnnxBackend
 from gateway.batching import DynamicBatcher
 from gateway.config import ModelConfig
+from gateway.errors import InvalidInput
 from gateway.governance.predictions import PredictionPayloads
 from gateway.monitoring.profile import load_profile
 from gateway.protocol.datatypes import BY_NAME
@@ -124,17 +126,10 @@ def warmup_samples(
     config: ModelConfig, folder: Path, signature: ModelSignature
 ) -> list[dict[str, np.ndarray]]:
     """The model's warm-up samples (`warmup_file`, relative to the model's folder above
-    `folder`), or `warmup_samples` samples of zeros shaped from the metadata."""
+    `folder`), or `warmup_samples` samples of zeros shaped from the metadata. Raises
+    InvalidInput naming the file when it is not what the model takes."""
     if config.warmup_file:
-        rows_by_input = orjson.loads((folder.parent / config.warmup_file).read_bytes())
-        count = min(len(rows) for rows in rows_by_input.values())
-        return [
-            {
-                t.name: np.asarray([rows_by_input[t.name][i]], dtype=BY_NAME[t.datatype].dtype)
-                for t in signature.inputs
-            }
-            for i in range(count)
-        ]
+        return _samples_from_file(folder.parent / config.warmup_file, signature)
     shapes = {t.name: tuple(1 if d == -1 else d for d in t.shape) for t in signature.inputs}
     samples = []
     for _ in range(config.warmup_samples):
@@ -147,3 +142,36 @@ def warmup_samples(
                 sample[t.name] = np.zeros(shapes[t.name], dtype=datatype.dtype)
         samples.append(sample)
     return samples
+
+
+def _samples_from_file(path: Path, signature: ModelSignature) -> list[dict[str, np.ndarray]]:
+    """One sample per row of a warm-up file: `{input name: [row, ...]}`."""
+    rows_by_input = read_json(path, "warmup_file")
+    if not isinstance(rows_by_input, dict):
+        raise InvalidInput(f"warmup_file {path}: not an object of input name -> rows")
+    rows = {t.name: rows_by_input.get(t.name) for t in signature.inputs}
+    lacking = [name for name, given in rows.items() if not isinstance(given, list) or not given]
+    if lacking:
+        raise InvalidInput(f"warmup_file {path}: no list of rows for {', '.join(lacking)}")
+    samples = []
+    for row in range(min((len(given) for given in rows.values()), default=0)):
+        try:
+            samples.append(
+                {
+                    t.name: np.asarray([rows[t.name][row]], BY_NAME[t.datatype].dtype)
+                    for t in signature.inputs
+                }
+            )
+        except (TypeError, ValueError, OverflowError) as error:
+            raise InvalidInput(f"warmup_file {path}: row {row}: {error}") from None
+    return samples
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file of a model version; raises InvalidInput naming `what` and the file."""
+    try:
+        return orjson.loads(path.read_bytes())
+    except OSError as error:
+        raise InvalidInput(f"{what} {path}: {error.strerror}") from None
+    except orjson.JSONDecodeError as error:
+        raise InvalidInput(f"{what} {path}: not JSON: {error}") from None

@@ -20,6 +20,9 @@ from gateway.config import (
     from_mapping,
     load_server_config,
 )
+from gateway.errors import InvalidInput
+from gateway.loading import warmup_samples
+from gateway.protocol.types import ModelSignature, TensorMetadata
 from gateway.repository import scan
 
 
@@ -122,6 +125,8 @@ def test_typed_table_items_are_converted_like_keys():
         ("[model_defaults]\nmax_batch_size = -1\n", "max_batch_size"),
         ("[model_defaults]\nmax_queue_delay_us = -5\n", "max_queue_delay_us"),
         ("[model_defaults]\nbatch_wait = 'sometimes'\n", "batch_wait"),
+        ("[model_defaults.feature_importances]\nage = -1\n", "feature_importances.age"),
+        ("[model_defaults.feature_importances]\nage = nan\n", "feature_importances.age"),
         ("[model_defaults]\nintra_op_threads = 0\n", "intra_op_threads"),
         ("[model_defaults]\nshapes = { x = [-2, 3] }\n", "shapes.x"),
         ("[model_defaults]\nshapes = { x = 'any' }\n", "shapes.x"),
@@ -324,3 +329,47 @@ def test_cli_reports_bad_ldap_settings_before_opening_anything(tmp_path):
     assert completed.returncode == 2, completed.stderr
     assert "user_dn_template" in completed.stderr and "Traceback" not in completed.stderr
     assert not journal.exists()  # refused before the journal was created
+
+
+WARMUP_SIGNATURE = ModelSignature(
+    platform="onnxruntime_onnx",
+    inputs=(TensorMetadata("features", "FP32", (-1, 3)),),
+    outputs=(TensorMetadata("label", "INT64", (-1,)),),
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("{not json", "not JSON"),
+        ("[]", "not an object"),
+        ("{}", "no list of rows for features"),
+        ('{"features": []}', "no list of rows for features"),
+        ('{"features": 5}', "no list of rows for features"),
+        ('{"features": [[1, 2, 3], [1, [2], 3]]}', "row 1"),
+        ('{"features": [["a", "b", "c"]]}', "row 0"),
+    ],
+)
+def test_a_bad_warmup_file_is_named(tmp_path, text, named):
+    """A warm-up file the model cannot take fails its version's load naming the file,
+    not with the error of whatever read it."""
+    (tmp_path / "warmup.json").write_text(text)
+    config = ModelConfig(warmup_file="warmup.json")
+    with pytest.raises(InvalidInput, match=named) as raised:
+        warmup_samples(config, tmp_path / "1", WARMUP_SIGNATURE)
+    assert str(tmp_path / "warmup.json") in raised.value.message
+
+
+def test_a_missing_warmup_file_is_named(tmp_path):
+    config = ModelConfig(warmup_file="nowhere.json")
+    with pytest.raises(InvalidInput, match=r"warmup_file .*nowhere\.json"):
+        warmup_samples(config, tmp_path / "1", WARMUP_SIGNATURE)
+
+
+def test_a_warmup_file_gives_one_sample_per_row(tmp_path):
+    (tmp_path / "warmup.json").write_text('{"features": [[1, 2, 3], [4, 5, 6]], "extra": [1]}')
+    samples = warmup_samples(
+        ModelConfig(warmup_file="warmup.json"), tmp_path / "1", WARMUP_SIGNATURE
+    )
+    assert [s["features"].tolist() for s in samples] == [[[1, 2, 3]], [[4, 5, 6]]]
+    assert all(s["features"].dtype == "float32" for s in samples)

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from gateway.backends.remote import RemoteBackend, RemoteSpec
 from gateway.config import ModelConfig
 from gateway.errors import InvalidInput
@@ -30,6 +28,7 @@ from gateway.loading import (
     LoadedVersion,
     VersionIdentity,
     open_backend,
+    read_json,
     serve_version,
     warmup_samples,
 )
@@ -137,7 +136,7 @@ async def _open(
     golden_file = found.folder / GOLDEN_FILE
     golden = None
     if golden_file.is_file():
-        golden = Golden.from_dict(orjson.loads(golden_file.read_bytes()), loaded.signature)
+        golden = Golden.from_dict(read_json(golden_file, "golden file"), loaded.signature)
     profile = load_profile(found.profile_file) if found.profile_file.is_file() else None
     return OpenedSource(loaded, samples, golden, profile)
 
