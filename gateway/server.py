@@ -109,32 +109,28 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await control.lifecycle.load_repository(sources)
-        replayed = await control.replay_lifecycle()
-        if replayed:
-            logger.info("control state: %d admin records replayed", replayed)
-        service.loaded = True
-        control.lifecycle.watch_health(config.health_interval_s)
-        service.start_monitoring()
-        interval_s = config.tracing.metrics_interval_s
-        telemetry = make_meter_provider(
-            config.tracing, on_loop(loop, lambda: signals.collect(service, interval_s))
-        )
-        if alerts.rules:
-            service.alerting = Alerting(
-                alerts,
-                lambda: signals.collect(service, alerts.evaluate_interval_s),
-                control.journal_alert,
-            )
-            await service.alerting.start()
-        # Everything allocated so far (modules, sessions, tables) lives as long as the process:
-        # keep it out of the collector's full passes, which otherwise scan it all (~13 ms here)
-        # several times a second under load and show up as the p99.
-        gc.collect()
-        gc.freeze()
-        await grpc_endpoint.publish_readiness(service.ready)
-        logger.info("ready: %s", "yes" if service.ready else "no (see /v2/repository/index)")
-        await stop.wait()
+        # a signal during loading (a slow remote, a long warm-up) stops it: the loading is
+        # cancelled, and what it had opened is closed below
+        starting = asyncio.create_task(_start(config, sources, service, control, alerts))
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait((starting, stopped), return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()  # raises what the start raised
+                interval_s = config.tracing.metrics_interval_s
+                telemetry = make_meter_provider(
+                    config.tracing, on_loop(loop, lambda: signals.collect(service, interval_s))
+                )
+                await grpc_endpoint.publish_readiness(service.ready)
+                state = "yes" if service.ready else "no (see /v2/repository/index)"
+                logger.info("ready: %s", state)
+                await stopped
+            else:
+                logger.info("stopped while loading")
+        finally:
+            for task in (starting, stopped):
+                task.cancel()
+            await asyncio.gather(starting, stopped, return_exceptions=True)
         logger.info("shutting down")
     finally:
         await grpc_endpoint.publish_readiness(False)
@@ -146,6 +142,35 @@ async def _serve(
             await service.alerting.close()
         await control.lifecycle.close()
         await service.close()
+
+
+async def _start(
+    config: ServerConfig,
+    sources: list[VersionSource],
+    service: InferenceService,
+    control: Control,
+    alerts: AlertsConfig,
+) -> None:
+    """Load the repository, replay the control state, start monitoring and alerting."""
+    await control.lifecycle.load_repository(sources)
+    replayed = await control.replay_lifecycle()
+    if replayed:
+        logger.info("control state: %d admin records replayed", replayed)
+    service.loaded = True
+    control.lifecycle.watch_health(config.health_interval_s)
+    service.start_monitoring()
+    if alerts.rules:
+        service.alerting = Alerting(
+            alerts,
+            lambda: signals.collect(service, alerts.evaluate_interval_s),
+            control.journal_alert,
+        )
+        await service.alerting.start()
+    # Everything allocated so far (modules, sessions, tables) lives as long as the process:
+    # keep it out of the collector's full passes, which otherwise scan it all (~13 ms here)
+    # several times a second under load and show up as the p99.
+    gc.collect()
+    gc.freeze()
 
 
 def run(config: ServerConfig) -> None:

@@ -140,10 +140,12 @@ def start_server(
     expect_ready: bool = True,
     kill_signal: int = signal.SIGTERM,
     journal_dir: Path | None = None,
+    wait_for_ready: bool = True,
 ) -> Iterator[Server]:
     """Run `python -m gateway serve` on `repository` with the TOML text `config`, yield it once
-    it reports readiness, then stop it with `kill_signal` and assert it exits as it should: with
-    status 0 after SIGTERM, killed by the signal otherwise (a crash, for recovery tests)."""
+    it reports readiness (or, without `wait_for_ready`, once it listens: models may still be
+    loading), then stop it with `kill_signal` and assert it exits as it should: with status 0
+    after SIGTERM, killed by the signal otherwise (a crash, for recovery tests)."""
     command = [
         sys.executable,
         "-m",
@@ -184,11 +186,13 @@ def start_server(
     reader = threading.Thread(target=server._read, name="gateway-stderr", daemon=True)
     reader.start()
     try:
-        if not server._ready.wait(START_TIMEOUT_S):
+        if not wait_for_ready:
+            server.wait_for_line("listening: ")
+        elif not server._ready.wait(START_TIMEOUT_S):
             pytest.fail(f"no 'ready' line within {START_TIMEOUT_S} s:\n{server.log()}")
-        if not server.ready_line or not server.http_port or not server.grpc_port:
+        elif not server.ready_line or not server.http_port or not server.grpc_port:
             pytest.fail(f"the gateway exited during start-up:\n{server.log()}")
-        if expect_ready and "ready: yes" not in server.ready_line:
+        elif expect_ready and "ready: yes" not in server.ready_line:
             pytest.fail(f"the gateway did not become ready:\n{server.log()}")
         yield server
     finally:
