@@ -156,6 +156,13 @@ def test_data_that_does_not_fit(tmp_path: Path, capsys: pytest.CaptureFixture[st
     empty.write_text("a,b\n")
     assert main(["profile", str(empty), "--model", str(CREDIT_RISK)]) == 1
     assert "no rows" in capsys.readouterr().err
+    empty.write_text("")  # not even a header: once a numpy reshape error and a traceback
+    assert main(["profile", str(empty), "--model", str(CREDIT_RISK)]) == 1
+    assert "empty.csv: empty: a header row" in capsys.readouterr().err
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"a,b\n\xe9,1\n")
+    assert main(["profile", str(latin), "--model", str(CREDIT_RISK)]) == 1
+    assert "latin.csv: not UTF-8 text" in capsys.readouterr().err
 
 
 def test_inputs_it_cannot_feed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -278,6 +278,10 @@ def read_table(path: Path) -> tuple[list[str], np.ndarray]:
             names, rows = _read_csv(path)
     except OSError as error:
         raise ProfileError(f"{path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ProfileError(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start})"
+        ) from None
     if not names or rows.shape[0] == 0:
         raise ProfileError(f"{path}: no rows")
     return names, rows
@@ -287,6 +291,8 @@ def _read_csv(path: Path) -> tuple[list[str], np.ndarray]:
     with path.open(newline="", encoding="utf-8") as file:
         reader = csv.reader(file)
         names = [n.strip() for n in next(reader, [])]
+        if not names:
+            raise ProfileError(f"{path}: empty: a header row of column names comes first")
         if len(set(names)) != len(names) or "" in names:
             raise ProfileError(f"{path}: the header needs distinct, non-empty column names")
         rows = []
