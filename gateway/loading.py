@@ -172,6 +172,6 @@ def read_json(path: Path, what: str) -> Any:
     try:
         return orjson.loads(path.read_bytes())
     except OSError as error:
-        raise InvalidInput(f"{what} {path}: {error.strerror}") from None
+        raise InvalidInput(f"{what} {path}: {error.strerror or error}") from None
     except orjson.JSONDecodeError as error:
         raise InvalidInput(f"{what} {path}: not JSON: {error}") from None
