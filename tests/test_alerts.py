@@ -347,6 +347,8 @@ def test_empty_section_is_the_defaults() -> None:
             r"alerts.rules: duplicate names \['x'\]",
         ),
         ({"channels": {"x": {"type": "sms"}}}, r"alerts.channels.x: 'type' must be one of email"),
+        # not a string: once a TypeError (a list is no dict key) instead of this message
+        ({"channels": {"x": {"type": ["slack"]}}}, r"alerts.channels.x: 'type' must be one of"),
         (
             {"channels": {"x": {"type": "slack", "url": "ftp://x"}}},
             r"alerts.channels.x: url must start with http",

@@ -129,7 +129,7 @@ def _rule(table: dict[str, Any], where: str) -> Rule:
 def _channel(name: str, table: dict[str, Any], where: str) -> ChannelConfig:
     settings = dict(table)
     kind = settings.pop("type", None)
-    if kind not in CHANNEL_TYPES:
+    if not isinstance(kind, str) or kind not in CHANNEL_TYPES:
         raise ConfigError(
             f"{where}: 'type' must be one of {', '.join(CHANNEL_TYPES)}, not {kind!r}"
         )
