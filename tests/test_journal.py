@@ -1036,7 +1036,10 @@ async def test_a_failing_deferred_payload_is_journalled_as_its_error(
     assert payloads[1] == {"payload_error": "TypeError: made dict, not an encoded payload"}
     assert payloads[2] == {"payload_error": "ValueError: made 72 bytes, over 64"}
     assert payloads[3] == {"ok": True}
-    assert len([r for r in caplog.records if "deferred prediction payload" in r.message]) == 3
+    assert (
+        len([r for r in caplog.records if "prediction payload (predictions) failed" in r.message])
+        == 3
+    )
     assert verify_journal(tmp_path)["predictions"].head_seq == 4
 
 

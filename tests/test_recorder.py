@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from gateway.config import ModelConfig
+from gateway.governance import records
 from gateway.governance.access import PRINCIPAL
 from gateway.governance.journal import Appended, Journal, JournalClosed, JournalFull, JournalOptions
 from gateway.governance.ledger import PREDICTIONS
@@ -186,3 +187,22 @@ async def test_an_actor_the_journal_cannot_take_fails_its_request_only(tmp_path:
     await _next_pass()
     await journal.aclose()
     assert [p["request_id"] for p in _payloads(tmp_path)] == ["r-1"]
+
+
+async def test_a_payload_made_in_the_request_that_cannot_be_journalled_is_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As on the writer thread: an answered request is not failed by its record's payload (full
+    capture of large tensors over the size limit); the record says what went wrong."""
+    monkeypatch.setattr(records, "MAX_PAYLOAD_BYTES", DEFER_MAX_BYTES)
+    journal = Journal.open(tmp_path)
+    recorder = PredictionRecorder(journal)
+    version = _Version()
+    version.payloads = PredictionPayloads("m", "1", "c" * 64, "p", "full", 0.0)
+    with caplog.at_level(logging.ERROR, logger="gateway.governance.journal"):
+        assert _record(recorder, version, 0, columns=DEFER_MAX_BYTES) is None  # made now
+    await _next_pass()
+    await journal.aclose()
+    (payload,) = _payloads(tmp_path)
+    assert payload["payload_error"].startswith("ValueError: the payload encodes to")
+    assert "failed; journalled as the error" in caplog.text

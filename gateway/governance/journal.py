@@ -343,9 +343,11 @@ def _resolve(pairs: list[tuple[asyncio.Future[Any], Any]]) -> None:
                 future.set_result(value)
 
 
-def _made(deferred: Deferred, stream: str, kind: str) -> bytes:
-    """Writer thread: the encoded payload a Deferred makes, or, when it raises or makes one that
-    cannot be journalled, a payload saying so (logged): the record is written either way."""
+def made_payload(deferred: Deferred, stream: str, kind: str) -> bytes:
+    """The encoded payload a Deferred makes, or, when it raises or makes one that cannot be
+    journalled, a payload saying so (logged): the record is written either way. The writer
+    thread calls it for deferred payloads; a caller that makes its payload now, for the same
+    guarantee."""
     try:
         payload_json = deferred()
         if type(payload_json) is not bytes:
@@ -353,7 +355,7 @@ def _made(deferred: Deferred, stream: str, kind: str) -> bytes:
         if len(payload_json) > MAX_PAYLOAD_BYTES:
             raise ValueError(f"made {len(payload_json)} bytes, over {MAX_PAYLOAD_BYTES}")
     except Exception as error:
-        logger.exception("a deferred %s payload (%s) failed; journalled as the error", kind, stream)
+        logger.exception("a %s payload (%s) failed; journalled as the error", kind, stream)
         return encode_payload({"payload_error": f"{type(error).__name__}: {error}"})
     return payload_json
 
@@ -806,7 +808,7 @@ class Journal:
                 at = entry.time_ns if entry.time_ns > last_time else last_time
                 kind, actor, payload_json = entry.kind, entry.actor, entry.payload_json
                 if callable(payload_json):
-                    payload_json = _made(payload_json, name, kind)
+                    payload_json = made_payload(payload_json, name, kind)
                 body = encode_body(seq, at, name, kind, actor, payload_json, prev)
                 digest = sha256(body).digest()
                 frames.append(encode_frame(body, digest))

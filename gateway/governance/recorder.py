@@ -28,7 +28,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from gateway.governance.access import PRINCIPAL
-from gateway.governance.journal import Deferred, Journal, JournalClosed
+from gateway.governance.journal import Deferred, Journal, JournalClosed, made_payload
 from gateway.governance.ledger import PREDICTIONS
 from gateway.governance.predictions import deferrable
 from gateway.governance.records import check_name
@@ -75,7 +75,7 @@ class PredictionRecorder:
             payloads.encode, inputs, outputs, response.id, latency_us, routing
         )
         if not deferrable((*inputs, *outputs)):
-            payload = payload()
+            payload = made_payload(payload, PREDICTIONS, KIND)
         actor = _checked_actor(PRINCIPAL.get().actor)
         pending = self._pending
         journal = self._journal
