@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnx_models
 import pytest
-from conftest import ROOT, http_request
+from conftest import ROOT, copy_credit_risk, http_request, start_server
 
 from gateway import cli
 from gateway.config import (
@@ -373,3 +373,14 @@ def test_a_warmup_file_gives_one_sample_per_row(tmp_path):
     )
     assert [s["features"].tolist() for s in samples] == [[[1, 2, 3]], [[4, 5, 6]]]
     assert all(s["features"].dtype == "float32" for s in samples)
+
+
+def test_a_version_whose_golden_file_is_not_json_is_unavailable_naming_it(tmp_path):
+    repository = tmp_path / "models"
+    folder = copy_credit_risk(repository)
+    (folder / "2" / "golden.json").write_text("{not json")
+    with start_server(repository, expect_ready=False) as server:  # version 1 still serves
+        index = http_request("POST", f"{server.http_url}/v2/repository/index").json()
+    reasons = {entry["version"]: entry["reason"] for entry in index}
+    assert reasons["1"] == ""
+    assert reasons["2"].startswith("golden file ") and "golden.json: not JSON" in reasons["2"]
