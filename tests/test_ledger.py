@@ -160,6 +160,8 @@ async def test_cli_verify_show_tail_prove_and_verify_proof(tmp_path: Path) -> No
     assert _cli(*journal, "tail", "-n", "0").stdout == ""
     negative = _cli(*journal, "tail", "-n", "-1")
     assert negative.returncode == 2 and "-1 is negative" in negative.stderr
+    word = _cli(*journal, "tail", "-n", "x")
+    assert word.returncode == 2 and "'x' is not an integer" in word.stderr
 
     proof = _cli(*journal, "prove", "req-2")
     assert proof.returncode == 0, proof.stderr
